@@ -1,0 +1,89 @@
+//! Module life cycle and discovery: `C_Initialize`, `C_Finalize`, `C_GetInfo` and the
+//! function lists.
+
+use cryptoki_sys::*;
+
+use super::args::{out, write_list};
+use super::ck_fn;
+use super::functions::{interface_3_0, INTERFACES, FUNCTION_LIST_2_40};
+use crate::core::{self, padded};
+use crate::error::rv;
+
+pub const LIBRARY_VERSION: CK_VERSION = CK_VERSION { major: 0, minor: 1 };
+
+ck_fn! {
+    fn C_Initialize(pInitArgs: *mut std::ffi::c_void) {
+        if let Some(args) = (pInitArgs as *const CK_C_INITIALIZE_ARGS).as_ref() {
+            let callbacks = [
+                args.CreateMutex.is_some(),
+                args.DestroyMutex.is_some(),
+                args.LockMutex.is_some(),
+                args.UnlockMutex.is_some(),
+            ];
+            if callbacks.iter().any(|&c| c) && !callbacks.iter().all(|&c| c) {
+                return Err(rv(CKR_ARGUMENTS_BAD));
+            }
+            // keyfront locks with the OS's primitives; application callbacks alone cannot be
+            // honoured. `pReserved` is ignored: some consumers pass non-NULL there.
+            if callbacks[0] && args.flags & CKF_OS_LOCKING_OK == 0 {
+                return Err(rv(CKR_CANT_LOCK));
+            }
+        }
+        core::initialize()
+    }
+
+    fn C_Finalize(pReserved: *mut std::ffi::c_void) {
+        if !pReserved.is_null() {
+            return Err(rv(CKR_ARGUMENTS_BAD));
+        }
+        core::finalize()
+    }
+
+    fn C_GetInfo(pInfo: *mut CK_INFO) {
+        core::module()?;
+        *out(pInfo)? = CK_INFO {
+            cryptokiVersion: CK_VERSION { major: 3, minor: 0 },
+            manufacturerID: padded("keyfront"),
+            flags: 0,
+            libraryDescription: padded("keyfront PKCS#11 provider"),
+            libraryVersion: LIBRARY_VERSION,
+        };
+        Ok(())
+    }
+
+    fn C_GetFunctionList(ppFunctionList: *mut *mut CK_FUNCTION_LIST) {
+        *out(ppFunctionList)? = &FUNCTION_LIST_2_40 as *const CK_FUNCTION_LIST as *mut CK_FUNCTION_LIST;
+        Ok(())
+    }
+
+    fn C_GetInterfaceList(pInterfacesList: *mut CK_INTERFACE, pulCount: *mut CK_ULONG) {
+        write_list(&INTERFACES.0, pInterfacesList, pulCount)
+    }
+
+    fn C_GetInterface(
+        pInterfaceName: *mut CK_UTF8CHAR,
+        pVersion: *mut CK_VERSION,
+        ppInterface: *mut *mut CK_INTERFACE,
+        flags: CK_FLAGS,
+    ) {
+        let target = out(ppInterface)?;
+        if !pInterfaceName.is_null() {
+            let name = std::ffi::CStr::from_ptr(pInterfaceName as *const std::ffi::c_char);
+            if name.to_bytes() != b"PKCS 11" {
+                return Err(rv(CKR_ARGUMENTS_BAD));
+            }
+        }
+        let wanted = pVersion.as_ref().map(|v| (v.major, v.minor));
+        let found = INTERFACES.0.iter().position(|i| {
+            let version = if std::ptr::eq(i.pFunctionList, interface_3_0()) { (3, 0) } else { (2, 40) };
+            wanted.is_none_or(|w| w == version) && i.flags & flags == flags
+        });
+        match found {
+            Some(index) => {
+                *target = &INTERFACES.0[index] as *const CK_INTERFACE as *mut CK_INTERFACE;
+                Ok(())
+            }
+            None => Err(rv(CKR_ARGUMENTS_BAD)),
+        }
+    }
+}

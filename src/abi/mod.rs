@@ -1,0 +1,59 @@
+//! The C ABI. Every `C_*` function converts raw pointers into Rust values (`args`), calls the
+//! core, and maps the result to a `CK_RV` in `guard`, which also stops panics at the boundary.
+//! This folder holds all of keyfront's pointer handling and nothing else.
+
+mod args;
+mod crypto;
+mod functions;
+mod general;
+mod objects;
+mod token;
+mod unsupported;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use cryptoki_sys::*;
+
+use crate::error::Result;
+
+/// Runs one `C_*` body: `Ok` is `CKR_OK`, an error becomes its `CK_RV`, a panic becomes
+/// `CKR_GENERAL_ERROR` (logged) instead of unwinding into C.
+fn guard(name: &'static str, body: impl FnOnce() -> Result<()>) -> CK_RV {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => CKR_OK,
+        Ok(Err(e)) => {
+            let rv = e.rv();
+            match rv {
+                CKR_GENERAL_ERROR | CKR_DEVICE_ERROR | CKR_DEVICE_MEMORY => tracing::error!("{name}: {e}"),
+                _ => tracing::debug!("{name}: {e}"),
+            }
+            rv
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!("{name}: internal panic: {what}");
+            CKR_GENERAL_ERROR
+        }
+    }
+}
+
+/// Defines exported `C_*` functions whose bodies return `Result<()>`.
+macro_rules! ck_fn {
+    ($(fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block)*) => {$(
+        #[no_mangle]
+        #[allow(non_snake_case)]
+        pub extern "C" fn $name($($arg: $ty),*) -> CK_RV {
+            // SAFETY: PKCS#11 makes the caller pass pointers that are NULL or valid for the
+            // lengths given with them; the `args` helpers check every NULL and length before
+            // a dereference, and nothing is kept past the call.
+            #[allow(unused_unsafe)]
+            let body = || unsafe { $body };
+            $crate::abi::guard(stringify!($name), body)
+        }
+    )*};
+}
+pub(crate) use ck_fn;

@@ -1,0 +1,62 @@
+//! The one interface between the core and the places keys live. The core decides *whether*
+//! something is allowed (sessions, login state, object policy); a backend decides *how* it is
+//! stored and, later, how a remote key is used.
+
+pub mod soft;
+
+use cryptoki_sys::*;
+
+use crate::error::Result;
+use crate::object::{AttributeTemplate, Object};
+
+/// A backend's own name for a token object. Never shown to applications: the core hands out
+/// its own handles.
+pub type ObjectId = i64;
+
+/// Who logs in.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum UserType {
+    So,
+    User,
+}
+
+/// What `C_GetTokenInfo` shows, as the backend knows it.
+#[derive(Clone, Debug)]
+pub struct TokenInfo {
+    pub label: String,
+    pub model: String,
+    pub serial: String,
+    /// Token flags from the backend (initialised, PIN state…); the core adds session counts.
+    pub flags: CK_FLAGS,
+    pub min_pin_len: usize,
+    pub max_pin_len: usize,
+}
+
+pub trait Backend: Send + Sync {
+    fn token_info(&self) -> Result<TokenInfo>;
+
+    /// The mechanisms this token can carry out; the core intersects with its own table.
+    fn mechanisms(&self) -> Vec<CK_MECHANISM_TYPE> {
+        crate::mechanism::MECHANISMS.iter().map(|m| m.kind).collect()
+    }
+
+    /// Initialises (or re-initialises, destroying every object) the token.
+    fn init_token(&self, so_pin: &[u8], label: &str) -> Result<()>;
+    /// Sets the user PIN; the SO is logged in. Unlocks a locked user PIN.
+    fn init_pin(&self, pin: &[u8]) -> Result<()>;
+    fn set_pin(&self, user: UserType, old_pin: &[u8], new_pin: &[u8]) -> Result<()>;
+    fn login(&self, user: UserType, pin: &[u8]) -> Result<()>;
+    /// Checks the user PIN without changing the login state (`CKU_CONTEXT_SPECIFIC`).
+    fn verify_user_pin(&self, pin: &[u8]) -> Result<()>;
+    fn logout(&self);
+
+    fn create_object(&self, object: &Object) -> Result<ObjectId>;
+    /// Reads an object. Secret attributes are included only with `with_secrets`, which needs
+    /// a login.
+    fn read_object(&self, id: ObjectId, with_secrets: bool) -> Result<Object>;
+    /// Writes the attributes `changed` of `object` back.
+    fn update_object(&self, id: ObjectId, object: &Object, changed: &[CK_ATTRIBUTE_TYPE]) -> Result<()>;
+    fn destroy_object(&self, id: ObjectId) -> Result<()>;
+    /// Token objects matching `template`, private ones only when `include_private`.
+    fn find_objects(&self, template: &AttributeTemplate, include_private: bool) -> Result<Vec<ObjectId>>;
+}

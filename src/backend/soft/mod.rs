@@ -1,0 +1,355 @@
+//! The soft token: objects in an SQLite file, secret attributes sealed under a token key that
+//! only a PIN unlocks. Every read goes to the file, so several processes sharing one token see
+//! each other's changes at once.
+
+mod seal;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use cryptoki_sys::*;
+use parking_lot::RwLock;
+use rusqlite::{params, params_from_iter, Connection};
+
+use super::{Backend, ObjectId, TokenInfo, UserType};
+use crate::error::{rv, Error, Result};
+use crate::object::policy::{is_secret_component, must_seal};
+use crate::object::{AttributeTemplate, Object};
+pub use seal::{DEFAULT_KDF_ITERATIONS, MIN_KDF_ITERATIONS};
+use seal::{random_bytes, TokenKey};
+use store::{meta_delete, meta_get, meta_set, Store};
+
+/// Consecutive wrong PINs after which a PIN is locked.
+pub const MAX_PIN_FAILURES: i64 = 10;
+pub const MIN_PIN_LEN: usize = 4;
+pub const MAX_PIN_LEN: usize = 255;
+
+/// What a soft slot is configured with.
+#[derive(Clone, Debug)]
+pub struct SoftConfig {
+    pub path: PathBuf,
+    /// Shown as the token label until `C_InitToken` sets one.
+    pub label: String,
+    pub kdf_iterations: u32,
+}
+
+pub struct SoftToken {
+    config: SoftConfig,
+    /// Opened on first use, so `C_Initialize` does no I/O.
+    store: OnceLock<Store>,
+    /// Present while a user or the SO is logged in in this process.
+    token_key: RwLock<Option<TokenKey>>,
+}
+
+fn role(user: UserType) -> (&'static str, &'static str, &'static [u8]) {
+    match user {
+        UserType::User => ("user_wrap", "user_failures", b"user"),
+        UserType::So => ("so_wrap", "so_failures", b"so"),
+    }
+}
+
+impl SoftToken {
+    pub fn new(config: SoftConfig) -> Self {
+        Self { config, store: OnceLock::new(), token_key: RwLock::new(None) }
+    }
+
+    fn store(&self) -> Result<&Store> {
+        if let Some(s) = self.store.get() {
+            return Ok(s);
+        }
+        let opened = Store::open(&self.config.path)?;
+        {
+            let conn = opened.conn()?;
+            if meta_get::<String>(&conn, "serial")?.is_none() {
+                let serial: String = random_bytes::<8>()?.iter().map(|b| format!("{b:02x}")).collect();
+                // Two processes may race to create the file; the first serial wins.
+                conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('serial', ?1)", params![serial])?;
+            }
+        }
+        // Another thread may have opened it meanwhile; either store is equally good.
+        let _ = self.store.set(opened);
+        Ok(self.store.get().expect("store just set"))
+    }
+
+    fn key(&self) -> Result<TokenKey> {
+        self.token_key.read().clone().ok_or(rv(CKR_USER_NOT_LOGGED_IN))
+    }
+
+    fn check_pin_len(pin: &[u8]) -> Result<()> {
+        if (MIN_PIN_LEN..=MAX_PIN_LEN).contains(&pin.len()) {
+            Ok(())
+        } else {
+            Err(rv(CKR_PIN_LEN_RANGE))
+        }
+    }
+
+    /// Unwraps the token key with `pin`, counting failures in the file so that the lock-out
+    /// holds across processes.
+    fn unlock(&self, user: UserType, pin: &[u8]) -> Result<TokenKey> {
+        let store = self.store()?;
+        let (wrap_name, failures_name, role) = role(user);
+        let (blob, failures) = {
+            let conn = store.conn()?;
+            let blob: Option<Vec<u8>> = meta_get(&conn, wrap_name)?;
+            let failures: i64 = meta_get(&conn, failures_name)?.unwrap_or(0);
+            (blob, failures)
+        };
+        let Some(blob) = blob else {
+            return Err(rv(match user {
+                UserType::User => CKR_USER_PIN_NOT_INITIALIZED,
+                UserType::So => CKR_TOKEN_NOT_RECOGNIZED,
+            }));
+        };
+        if failures >= MAX_PIN_FAILURES {
+            return Err(rv(CKR_PIN_LOCKED));
+        }
+        // The slow KDF runs with no lock held.
+        match TokenKey::unwrap_with_pin(&blob, pin, role) {
+            Ok(key) => {
+                if failures > 0 {
+                    store.write(|tx| meta_set(tx, failures_name, 0i64))?;
+                }
+                Ok(key)
+            }
+            Err(e) if e.rv() == CKR_PIN_INCORRECT => {
+                store.write(|tx| {
+                    tx.execute(
+                        "INSERT INTO meta (name, value) VALUES (?1, 1)
+                         ON CONFLICT(name) DO UPDATE SET value = value + 1",
+                        params![failures_name],
+                    )?;
+                    Ok(())
+                })?;
+                tracing::info!(token = %self.config.path.display(), ?user, "wrong PIN");
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn load(&self, conn: &Connection, id: ObjectId, with_secrets: bool) -> Result<Object> {
+        let uid: Vec<u8> = conn
+            .query_row("SELECT uid FROM objects WHERE id = ?1", params![id], |r| r.get(0))
+            .map_err(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => rv(CKR_OBJECT_HANDLE_INVALID),
+                e => e.into(),
+            })?;
+        let mut stmt = conn.prepare_cached("SELECT type, value, sealed FROM attributes WHERE object_id = ?1")?;
+        let mut rows = stmt.query(params![id])?;
+        let key = if with_secrets { Some(self.key()?) } else { None };
+        let mut object = Object::new();
+        while let Some(row) = rows.next()? {
+            let ty = row.get::<_, i64>(0)? as CK_ATTRIBUTE_TYPE;
+            let sealed: bool = row.get(2)?;
+            let value: Vec<u8> = row.get(1)?;
+            let value = value.as_slice();
+            if !sealed {
+                object.set(ty, value.to_vec());
+            } else if let Some(key) = &key {
+                object.set(ty, key.open(&uid, ty, value)?.to_vec());
+            }
+        }
+        Ok(object)
+    }
+
+    fn insert_attributes(&self, tx: &Connection, id: ObjectId, uid: &[u8], object: &Object, types: &[CK_ATTRIBUTE_TYPE]) -> Result<()> {
+        let mut key: Option<TokenKey> = None;
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO attributes (object_id, type, value, sealed) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(object_id, type) DO UPDATE SET value = excluded.value, sealed = excluded.sealed",
+        )?;
+        for &ty in types {
+            let Some(value) = object.get(ty) else { continue };
+            if must_seal(object, ty) {
+                if key.is_none() {
+                    key = Some(self.key()?);
+                }
+                let sealed = key.as_ref().expect("key set above").seal(uid, ty, value)?;
+                stmt.execute(params![id, ty as i64, sealed, true])?;
+            } else {
+                stmt.execute(params![id, ty as i64, value, false])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Backend for SoftToken {
+    fn token_info(&self) -> Result<TokenInfo> {
+        let store = self.store()?;
+        let conn = store.conn()?;
+        let serial: String = meta_get(&conn, "serial")?.unwrap_or_default();
+        let label: Option<String> = meta_get(&conn, "label")?;
+        let initialized = meta_get::<Vec<u8>>(&conn, "so_wrap")?.is_some();
+        let user_pin = meta_get::<Vec<u8>>(&conn, "user_wrap")?.is_some();
+        let user_failures: i64 = meta_get(&conn, "user_failures")?.unwrap_or(0);
+        let so_failures: i64 = meta_get(&conn, "so_failures")?.unwrap_or(0);
+        let mut flags = CKF_RNG | CKF_LOGIN_REQUIRED;
+        if initialized {
+            flags |= CKF_TOKEN_INITIALIZED;
+        }
+        if user_pin {
+            flags |= CKF_USER_PIN_INITIALIZED;
+        }
+        flags |= pin_flags(user_failures, CKF_USER_PIN_COUNT_LOW, CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED);
+        flags |= pin_flags(so_failures, CKF_SO_PIN_COUNT_LOW, CKF_SO_PIN_FINAL_TRY, CKF_SO_PIN_LOCKED);
+        Ok(TokenInfo {
+            label: label.unwrap_or_else(|| self.config.label.clone()),
+            model: "soft token".into(),
+            serial,
+            flags,
+            min_pin_len: MIN_PIN_LEN,
+            max_pin_len: MAX_PIN_LEN,
+        })
+    }
+
+    fn init_token(&self, so_pin: &[u8], label: &str) -> Result<()> {
+        Self::check_pin_len(so_pin)?;
+        let store = self.store()?;
+        let initialized = meta_get::<Vec<u8>>(&*store.conn()?, "so_wrap")?.is_some();
+        if initialized {
+            self.unlock(UserType::So, so_pin)?;
+        }
+        let key = TokenKey::generate()?;
+        let so_wrap = key.wrap_under_pin(so_pin, self.config.kdf_iterations, b"so")?;
+        store.write(|tx| {
+            tx.execute("DELETE FROM objects", [])?;
+            meta_set(tx, "so_wrap", so_wrap)?;
+            meta_delete(tx, "user_wrap")?;
+            meta_set(tx, "label", label.trim_end().to_string())?;
+            meta_set(tx, "so_failures", 0i64)?;
+            meta_set(tx, "user_failures", 0i64)?;
+            Ok(())
+        })?;
+        *self.token_key.write() = None;
+        tracing::info!(token = %store.path().display(), "token initialised");
+        Ok(())
+    }
+
+    fn init_pin(&self, pin: &[u8]) -> Result<()> {
+        Self::check_pin_len(pin)?;
+        let key = self.key()?;
+        let wrapped = key.wrap_under_pin(pin, self.config.kdf_iterations, b"user")?;
+        self.store()?.write(|tx| {
+            meta_set(tx, "user_wrap", wrapped)?;
+            meta_set(tx, "user_failures", 0i64)
+        })
+    }
+
+    fn set_pin(&self, user: UserType, old_pin: &[u8], new_pin: &[u8]) -> Result<()> {
+        Self::check_pin_len(new_pin)?;
+        let key = self.unlock(user, old_pin)?;
+        let (wrap_name, failures_name, role) = role(user);
+        let wrapped = key.wrap_under_pin(new_pin, self.config.kdf_iterations, role)?;
+        self.store()?.write(|tx| {
+            meta_set(tx, wrap_name, wrapped)?;
+            meta_set(tx, failures_name, 0i64)
+        })
+    }
+
+    fn login(&self, user: UserType, pin: &[u8]) -> Result<()> {
+        let key = self.unlock(user, pin)?;
+        *self.token_key.write() = Some(key);
+        Ok(())
+    }
+
+    fn verify_user_pin(&self, pin: &[u8]) -> Result<()> {
+        self.unlock(UserType::User, pin).map(drop)
+    }
+
+    fn logout(&self) {
+        *self.token_key.write() = None;
+    }
+
+    fn create_object(&self, object: &Object) -> Result<ObjectId> {
+        let uid = random_bytes::<16>()?;
+        let types: Vec<CK_ATTRIBUTE_TYPE> = object.iter().map(|(t, _)| t).collect();
+        self.store()?.write(|tx| {
+            tx.execute("INSERT INTO objects (uid, private) VALUES (?1, ?2)", params![uid.as_slice(), object.is_private()])?;
+            let id = tx.last_insert_rowid();
+            self.insert_attributes(tx, id, &uid, object, &types)?;
+            Ok(id)
+        })
+    }
+
+    fn read_object(&self, id: ObjectId, with_secrets: bool) -> Result<Object> {
+        let conn = self.store()?.conn()?;
+        self.load(&conn, id, with_secrets)
+    }
+
+    fn update_object(&self, id: ObjectId, object: &Object, changed: &[CK_ATTRIBUTE_TYPE]) -> Result<()> {
+        self.store()?.write(|tx| {
+            let uid: Vec<u8> = tx
+                .query_row("SELECT uid FROM objects WHERE id = ?1", params![id], |r| r.get(0))
+                .map_err(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => rv(CKR_OBJECT_HANDLE_INVALID),
+                    e => Error::from(e),
+                })?;
+            self.insert_attributes(tx, id, &uid, object, changed)
+        })
+    }
+
+    fn destroy_object(&self, id: ObjectId) -> Result<()> {
+        let deleted = self.store()?.write(|tx| Ok(tx.execute("DELETE FROM objects WHERE id = ?1", params![id])?))?;
+        if deleted == 0 {
+            return Err(rv(CKR_OBJECT_HANDLE_INVALID));
+        }
+        Ok(())
+    }
+
+    fn find_objects(&self, template: &AttributeTemplate, include_private: bool) -> Result<Vec<ObjectId>> {
+        // Attributes that may be sealed cannot be matched in SQL: those are compared after
+        // opening the candidates.
+        let (sealable, indexed): (Vec<_>, Vec<_>) =
+            template.iter().partition(|(ty, _)| is_secret_component(CKO_SECRET_KEY, *ty) || *ty == CKA_VALUE);
+        let mut sql = String::from("SELECT id FROM objects WHERE (private = 0 OR ?1)");
+        let mut values: Vec<rusqlite::types::Value> = vec![include_private.into()];
+        if !indexed.is_empty() {
+            sql.push_str(" AND id IN (");
+            for (i, (ty, value)) in indexed.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(" INTERSECT ");
+                }
+                sql.push_str(&format!(
+                    "SELECT object_id FROM attributes WHERE type = ?{} AND value = ?{} AND sealed = 0",
+                    values.len() + 1,
+                    values.len() + 2
+                ));
+                values.push((*ty as i64).into());
+                values.push(value.to_vec().into());
+            }
+            sql.push(')');
+        }
+        sql.push_str(" ORDER BY id");
+        let conn = self.store()?.conn()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let ids: Vec<ObjectId> = stmt.query_map(params_from_iter(values), |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        if sealable.is_empty() {
+            return Ok(ids);
+        }
+        let rest: AttributeTemplate = AttributeTemplate { attrs: sealable.iter().map(|(t, v)| (*t, v.to_vec().into())).collect() };
+        let can_open = self.token_key.read().is_some();
+        let mut found = Vec::new();
+        for id in ids {
+            let object = match self.load(&conn, id, can_open) {
+                Ok(o) => o,
+                Err(e) if e.rv() == CKR_OBJECT_HANDLE_INVALID => continue,
+                Err(e) => return Err(e),
+            };
+            if object.matches(&rest) {
+                found.push(id);
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn pin_flags(failures: i64, low: CK_FLAGS, final_try: CK_FLAGS, locked: CK_FLAGS) -> CK_FLAGS {
+    match failures {
+        0 => 0,
+        f if f >= MAX_PIN_FAILURES => locked,
+        f if f == MAX_PIN_FAILURES - 1 => low | final_try,
+        _ => low,
+    }
+}

@@ -1,0 +1,173 @@
+//! The soft token's SQLite file: schema, migrations, and a small pool of connections so
+//! readers in several threads do not queue behind one another. Every change is one
+//! `BEGIN IMMEDIATE` transaction; WAL with `synchronous=FULL` makes a committed change survive
+//! power loss.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// The newest schema this build reads and writes.
+const SCHEMA_VERSION: i64 = 1;
+
+/// Each migration takes the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
+     CREATE TABLE objects (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         uid BLOB NOT NULL UNIQUE,
+         private INTEGER NOT NULL
+     );
+     CREATE TABLE attributes (
+         object_id INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE,
+         type INTEGER NOT NULL,
+         value BLOB NOT NULL,
+         sealed INTEGER NOT NULL,
+         PRIMARY KEY (object_id, type)
+     ) WITHOUT ROWID;
+     CREATE INDEX attributes_by_value ON attributes(type, value) WHERE sealed = 0;",
+];
+
+/// Lock waits between processes: long enough that contention never surfaces as an error.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+const POOL_SIZE: usize = 8;
+
+pub struct Store {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// A pooled connection, returned to the pool when dropped.
+pub struct PooledConnection<'a> {
+    store: &'a Store,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for PooledConnection<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("connection present until drop")
+    }
+}
+
+impl std::ops::DerefMut for PooledConnection<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("connection present until drop")
+    }
+}
+
+impl Drop for PooledConnection<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut idle = self.store.idle.lock();
+            if idle.len() < POOL_SIZE {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the token file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
+            }
+        }
+        let store = Store { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) };
+        let mut conn = store.connect()?;
+        migrate(&mut conn).map_err(|e| {
+            tracing::error!(file = %path.display(), "token file cannot be opened: {e}");
+            e
+        })?;
+        store.idle.lock().push(conn);
+        Ok(store)
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .or_else(|_| Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(conn)
+    }
+
+    pub fn conn(&self) -> Result<PooledConnection<'_>> {
+        let pooled = self.idle.lock().pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        Ok(PooledConnection { store: self, conn: Some(conn) })
+    }
+
+    /// Runs `f` in one write transaction; nothing of it is kept unless it returns `Ok`.
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::Internal(format!(
+            "token file has schema {version}, newer than this keyfront ({SCHEMA_VERSION})"
+        )));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!("token file is not in WAL mode ({mode})");
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Another process may have migrated while we waited for the lock.
+    let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for step in MIGRATIONS.iter().skip(current as usize) {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Reads a `meta` value.
+pub fn meta_get<T: rusqlite::types::FromSql>(conn: &Connection, name: &str) -> Result<Option<T>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE name = ?1", params![name], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn meta_set(conn: &Connection, name: &str, value: impl rusqlite::ToSql) -> Result<()> {
+    conn.execute(
+        "INSERT INTO meta (name, value) VALUES (?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        params![name, value],
+    )?;
+    Ok(())
+}
+
+pub fn meta_delete(conn: &Connection, name: &str) -> Result<()> {
+    conn.execute("DELETE FROM meta WHERE name = ?1", params![name])?;
+    Ok(())
+}

@@ -1,0 +1,440 @@
+//! Cryptographic operations: key checks at `*Init`, the operation state in the session, and
+//! PKCS#11's output-length protocol in one place (`deliver`).
+
+use cryptoki_sys::*;
+use zeroize::Zeroizing;
+
+use super::objects::Found;
+use super::session::{Pending, Session};
+use super::Module;
+use crate::error::{rv, Error, Result};
+use crate::mechanism::{self, Mechanism, Secret};
+use crate::object::policy::{self, Origin};
+use crate::object::{encode_ulong, AttributeTemplate};
+
+/// Where the caller wants output: only its length (a NULL buffer), or into a buffer.
+pub enum Output<'a> {
+    Query,
+    Into(&'a mut [u8]),
+}
+
+/// Hands `data` to the caller per PKCS#11 §5.2. Returns the length and whether the data was
+/// delivered (so the operation may move on).
+fn deliver(data: &[u8], out: Output<'_>) -> Result<(usize, bool)> {
+    match out {
+        Output::Query => Ok((data.len(), false)),
+        Output::Into(buf) if buf.len() < data.len() => Err(Error::BufferTooSmall(data.len())),
+        Output::Into(buf) => {
+            buf[..data.len()].copy_from_slice(data);
+            Ok((data.len(), true))
+        }
+    }
+}
+
+/// Runs one step of an operation held in `slot`: computes its output once (kept while the
+/// caller asks for the length or retries with a bigger buffer), then delivers it. A failure,
+/// or delivery of a final step, ends the operation.
+fn step<T>(
+    slot: &mut Option<Pending<T>>,
+    out: Output<'_>,
+    last: bool,
+    compute: impl FnOnce(&mut T) -> Result<Secret>,
+) -> Result<usize> {
+    let pending = slot.as_mut().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
+    if pending.output.is_none() {
+        match compute(&mut pending.op) {
+            Ok(data) => pending.output = Some(data),
+            Err(e) => {
+                *slot = None;
+                return Err(e);
+            }
+        }
+    }
+    let data = pending.output.as_ref().expect("output computed above");
+    let (len, delivered) = deliver(data, out)?;
+    if delivered {
+        if last {
+            *slot = None;
+        } else {
+            pending.output = None;
+        }
+    }
+    Ok(len)
+}
+
+/// Which attribute of a key permits which use.
+#[derive(Clone, Copy)]
+enum KeyUse {
+    Encrypt,
+    Decrypt,
+    Sign,
+    Verify,
+    Wrap,
+    Unwrap,
+}
+
+impl KeyUse {
+    fn attribute(self) -> CK_ATTRIBUTE_TYPE {
+        match self {
+            KeyUse::Encrypt => CKA_ENCRYPT,
+            KeyUse::Decrypt => CKA_DECRYPT,
+            KeyUse::Sign => CKA_SIGN,
+            KeyUse::Verify => CKA_VERIFY,
+            KeyUse::Wrap => CKA_WRAP,
+            KeyUse::Unwrap => CKA_UNWRAP,
+        }
+    }
+
+    fn mechanism_flag(self) -> CK_FLAGS {
+        match self {
+            KeyUse::Encrypt => CKF_ENCRYPT,
+            KeyUse::Decrypt => CKF_DECRYPT,
+            KeyUse::Sign => CKF_SIGN,
+            KeyUse::Verify => CKF_VERIFY,
+            KeyUse::Wrap => CKF_WRAP,
+            KeyUse::Unwrap => CKF_UNWRAP,
+        }
+    }
+}
+
+impl Module {
+    fn check_mechanism(&self, session: &Session, mechanism: &Mechanism, flag: CK_FLAGS) -> Result<&'static mechanism::MechanismEntry> {
+        let entry = self.mechanism_info(session.slot_id, mechanism.kind)?;
+        if entry.flags & flag == 0 {
+            return Err(rv(CKR_MECHANISM_INVALID));
+        }
+        Ok(entry)
+    }
+
+    /// Finds a key for `use_` with `mechanism` and checks every rule of the key's policy;
+    /// returns the key with its secret value.
+    fn usable_key(&self, session: &Session, handle: CK_OBJECT_HANDLE, mechanism: &Mechanism, use_: KeyUse) -> Result<Found> {
+        let entry = self.check_mechanism(session, mechanism, use_.mechanism_flag())?;
+        let found = self.find_object(session, handle, true).map_err(|e| match e.rv() {
+            CKR_OBJECT_HANDLE_INVALID => rv(CKR_KEY_HANDLE_INVALID),
+            _ => e,
+        })?;
+        let key = &found.object;
+        if !matches!(key.class(), CKO_SECRET_KEY | CKO_PUBLIC_KEY | CKO_PRIVATE_KEY) {
+            return Err(rv(CKR_KEY_HANDLE_INVALID));
+        }
+        if !key.key_type().is_some_and(|t| entry.key_types.contains(&t)) {
+            return Err(rv(CKR_KEY_TYPE_INCONSISTENT));
+        }
+        if let Some(allowed) = key.allowed_mechanisms() {
+            if !allowed.contains(&mechanism.kind) {
+                return Err(rv(CKR_MECHANISM_INVALID));
+            }
+        }
+        if !key.flag(use_.attribute()) {
+            return Err(rv(CKR_KEY_FUNCTION_NOT_PERMITTED));
+        }
+        if key.get(CKA_VALUE).is_none() {
+            // The value is sealed and this process holds no token key.
+            return Err(rv(CKR_USER_NOT_LOGGED_IN));
+        }
+        Ok(found)
+    }
+
+    fn with_session<T>(&self, handle: CK_SESSION_HANDLE, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
+        let session = self.sessions.get(handle)?;
+        let mut session = session.lock();
+        f(&mut session)
+    }
+
+    pub fn cipher_init(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism, key: CK_OBJECT_HANDLE, encrypt: bool) -> Result<()> {
+        self.with_session(handle, |session| {
+            let active = if encrypt { &session.encrypt } else { &session.decrypt };
+            if active.is_some() {
+                return Err(rv(CKR_OPERATION_ACTIVE));
+            }
+            let use_ = if encrypt { KeyUse::Encrypt } else { KeyUse::Decrypt };
+            let found = self.usable_key(session, key, mechanism, use_)?;
+            let value = found.object.get(CKA_VALUE).unwrap_or_default();
+            let cipher = mechanism::cipher(mechanism, value, encrypt)?;
+            let slot = if encrypt { &mut session.encrypt } else { &mut session.decrypt };
+            *slot = Some(Pending::new(cipher));
+            Ok(())
+        })
+    }
+
+    /// `C_Encrypt`/`C_Decrypt`.
+    pub fn cipher_once(&self, handle: CK_SESSION_HANDLE, encrypt: bool, input: &[u8], out: Output<'_>) -> Result<usize> {
+        self.with_session(handle, |session| {
+            let slot = if encrypt { &mut session.encrypt } else { &mut session.decrypt };
+            step(slot, out, true, |c| {
+                let mut data = c.update(input)?;
+                data.extend_from_slice(&c.finish()?);
+                Ok(data)
+            })
+        })
+    }
+
+    /// `C_EncryptUpdate`/`C_DecryptUpdate`.
+    pub fn cipher_update(&self, handle: CK_SESSION_HANDLE, encrypt: bool, input: &[u8], out: Output<'_>) -> Result<usize> {
+        self.with_session(handle, |session| {
+            let slot = if encrypt { &mut session.encrypt } else { &mut session.decrypt };
+            step(slot, out, false, |c| c.update(input))
+        })
+    }
+
+    /// `C_EncryptFinal`/`C_DecryptFinal`.
+    pub fn cipher_final(&self, handle: CK_SESSION_HANDLE, encrypt: bool, out: Output<'_>) -> Result<usize> {
+        self.with_session(handle, |session| {
+            let slot = if encrypt { &mut session.encrypt } else { &mut session.decrypt };
+            step(slot, out, true, |c| c.finish())
+        })
+    }
+
+    pub fn digest_init(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism) -> Result<()> {
+        self.with_session(handle, |session| {
+            if session.digest.is_some() {
+                return Err(rv(CKR_OPERATION_ACTIVE));
+            }
+            self.check_mechanism(session, mechanism, CKF_DIGEST)?;
+            session.digest = Some(Pending::new(mechanism::digester(mechanism)?));
+            Ok(())
+        })
+    }
+
+    pub fn digest_once(&self, handle: CK_SESSION_HANDLE, input: &[u8], out: Output<'_>) -> Result<usize> {
+        self.with_session(handle, |session| {
+            step(&mut session.digest, out, true, |d| {
+                d.update(input);
+                Ok(Zeroizing::new(d.finish()))
+            })
+        })
+    }
+
+    pub fn digest_update(&self, handle: CK_SESSION_HANDLE, input: &[u8]) -> Result<()> {
+        self.with_session(handle, |session| {
+            let pending = session.digest.as_mut().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
+            pending.op.update(input);
+            Ok(())
+        })
+    }
+
+    /// `C_DigestKey`: digests a secret key's value, if the key may be revealed at all.
+    pub fn digest_key(&self, handle: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE) -> Result<()> {
+        self.with_session(handle, |session| {
+            if session.digest.is_none() {
+                return Err(rv(CKR_OPERATION_NOT_INITIALIZED));
+            }
+            let found = self.find_object(session, key, true).map_err(|e| match e.rv() {
+                CKR_OBJECT_HANDLE_INVALID => rv(CKR_KEY_HANDLE_INVALID),
+                _ => e,
+            });
+            let found = match found {
+                Ok(f) => f,
+                Err(e) => {
+                    session.digest = None;
+                    return Err(e);
+                }
+            };
+            let object = &found.object;
+            let digestible = object.class() == CKO_SECRET_KEY && policy::is_readable(object, CKA_VALUE);
+            match object.get(CKA_VALUE) {
+                Some(value) if digestible => {
+                    session.digest.as_mut().expect("checked above").op.update(value);
+                    Ok(())
+                }
+                _ => {
+                    session.digest = None;
+                    Err(rv(CKR_KEY_INDIGESTIBLE))
+                }
+            }
+        })
+    }
+
+    pub fn digest_final(&self, handle: CK_SESSION_HANDLE, out: Output<'_>) -> Result<usize> {
+        self.with_session(handle, |session| step(&mut session.digest, out, true, |d| Ok(Zeroizing::new(d.finish()))))
+    }
+
+    pub fn sign_init(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism, key: CK_OBJECT_HANDLE, sign: bool) -> Result<()> {
+        self.with_session(handle, |session| {
+            let active = if sign { &session.sign } else { &session.verify };
+            if active.is_some() {
+                return Err(rv(CKR_OPERATION_ACTIVE));
+            }
+            let use_ = if sign { KeyUse::Sign } else { KeyUse::Verify };
+            let found = self.usable_key(session, key, mechanism, use_)?;
+            let signer = mechanism::signer(mechanism, found.object.get(CKA_VALUE).unwrap_or_default())?;
+            let slot = if sign { &mut session.sign } else { &mut session.verify };
+            *slot = Some(Pending::new(signer));
+            Ok(())
+        })
+    }
+
+    pub fn sign_once(&self, handle: CK_SESSION_HANDLE, data: &[u8], out: Output<'_>) -> Result<usize> {
+        self.with_session(handle, |session| {
+            step(&mut session.sign, out, true, |s| {
+                s.update(data)?;
+                Ok(Zeroizing::new(s.sign()?))
+            })
+        })
+    }
+
+    /// `C_SignUpdate` (`sign` true) or `C_VerifyUpdate`. A failure ends the operation.
+    pub fn sign_update(&self, handle: CK_SESSION_HANDLE, sign: bool, data: &[u8]) -> Result<()> {
+        self.with_session(handle, |session| {
+            let slot = if sign { &mut session.sign } else { &mut session.verify };
+            let pending = slot.as_mut().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
+            let result = pending.op.update(data);
+            if result.is_err() {
+                *slot = None;
+            }
+            result
+        })
+    }
+
+    pub fn sign_final(&self, handle: CK_SESSION_HANDLE, out: Output<'_>) -> Result<usize> {
+        self.with_session(handle, |session| step(&mut session.sign, out, true, |s| Ok(Zeroizing::new(s.sign()?))))
+    }
+
+    /// `C_Verify` (with `data`) or `C_VerifyFinal` (without): always ends the operation.
+    pub fn verify(&self, handle: CK_SESSION_HANDLE, data: Option<&[u8]>, signature: &[u8]) -> Result<()> {
+        self.with_session(handle, |session| {
+            let mut pending = session.verify.take().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
+            if let Some(data) = data {
+                pending.op.update(data)?;
+            }
+            pending.op.verify(signature)
+        })
+    }
+
+    pub fn generate_key(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism, template: &AttributeTemplate) -> Result<CK_OBJECT_HANDLE> {
+        self.with_session(handle, |session| {
+            let entry = self.check_mechanism(session, mechanism, CKF_GENERATE)?;
+            mechanism.no_param()?;
+            let key_type = entry.key_types.first().copied().ok_or(rv(CKR_MECHANISM_INVALID))?;
+            let len = template.get_ulong(CKA_VALUE_LEN)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))? as usize;
+            let len_ok = match key_type {
+                CKK_AES => matches!(len, 16 | 24 | 32),
+                _ => (1..=(entry.max_key as usize / 8)).contains(&len),
+            };
+            if !len_ok {
+                return Err(rv(CKR_KEY_SIZE_RANGE));
+            }
+            if template.contains(CKA_VALUE) {
+                return Err(rv(CKR_TEMPLATE_INCONSISTENT));
+            }
+            let mut value = Zeroizing::new(vec![0u8; len]);
+            getrandom::fill(&mut value).map_err(|e| Error::Internal(format!("OS random generator: {e}")))?;
+            let implied = AttributeTemplate::new()
+                .with(CKA_CLASS, encode_ulong(CKO_SECRET_KEY))
+                .with(CKA_KEY_TYPE, encode_ulong(key_type))
+                .with(CKA_KEY_GEN_MECHANISM, encode_ulong(mechanism.kind))
+                .with(CKA_VALUE, value.to_vec());
+            let slot = self.slot(session.slot_id)?;
+            let caller = policy::Caller { is_so: slot.login_state() == super::slot::LoginState::So };
+            let object = policy::new_object(template, Origin::Generate, &implied, caller)?;
+            self.store_object(session, object)
+        })
+    }
+
+    pub fn wrap_key(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism, wrapping: CK_OBJECT_HANDLE, key: CK_OBJECT_HANDLE, out: Output<'_>) -> Result<usize> {
+        self.with_session(handle, |session| {
+            let wrapping = self.usable_key(session, wrapping, mechanism, KeyUse::Wrap).map_err(|e| match e.rv() {
+                CKR_KEY_HANDLE_INVALID => rv(CKR_WRAPPING_KEY_HANDLE_INVALID),
+                CKR_KEY_TYPE_INCONSISTENT => rv(CKR_WRAPPING_KEY_TYPE_INCONSISTENT),
+                _ => e,
+            })?;
+            let target = self.find_object(session, key, true).map_err(|e| match e.rv() {
+                CKR_OBJECT_HANDLE_INVALID => rv(CKR_KEY_HANDLE_INVALID),
+                _ => e,
+            })?;
+            let target = &target.object;
+            if target.class() != CKO_SECRET_KEY {
+                return Err(rv(CKR_KEY_NOT_WRAPPABLE));
+            }
+            if !target.flag(CKA_EXTRACTABLE) {
+                return Err(rv(CKR_KEY_UNEXTRACTABLE));
+            }
+            if target.flag(CKA_WRAP_WITH_TRUSTED) && !wrapping.object.flag(CKA_TRUSTED) {
+                return Err(rv(CKR_KEY_NOT_WRAPPABLE));
+            }
+            let value = target.get(CKA_VALUE).ok_or(rv(CKR_USER_NOT_LOGGED_IN))?;
+            let mut cipher = mechanism::cipher(mechanism, wrapping.object.get(CKA_VALUE).unwrap_or_default(), true)?;
+            let mut wrapped = cipher.update(value).map_err(wrap_error)?;
+            wrapped.extend_from_slice(&cipher.finish().map_err(wrap_error)?);
+            Ok(deliver(&wrapped, out)?.0)
+        })
+    }
+
+    pub fn unwrap_key(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism, unwrapping: CK_OBJECT_HANDLE, wrapped: &[u8], template: &AttributeTemplate) -> Result<CK_OBJECT_HANDLE> {
+        self.with_session(handle, |session| {
+            let unwrapping = self.usable_key(session, unwrapping, mechanism, KeyUse::Unwrap).map_err(|e| match e.rv() {
+                CKR_KEY_HANDLE_INVALID => rv(CKR_UNWRAPPING_KEY_HANDLE_INVALID),
+                CKR_KEY_TYPE_INCONSISTENT => rv(CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT),
+                _ => e,
+            })?;
+            if template.get_ulong(CKA_CLASS)? != Some(CKO_SECRET_KEY) || !template.contains(CKA_KEY_TYPE) {
+                return Err(rv(CKR_TEMPLATE_INCOMPLETE));
+            }
+            if template.contains(CKA_VALUE) {
+                return Err(rv(CKR_TEMPLATE_INCONSISTENT));
+            }
+            let mut cipher = mechanism::cipher(mechanism, unwrapping.object.get(CKA_VALUE).unwrap_or_default(), false)?;
+            let mut value = cipher.update(wrapped).map_err(unwrap_error)?;
+            value.extend_from_slice(&cipher.finish().map_err(unwrap_error)?);
+            let implied = AttributeTemplate::new().with(CKA_VALUE, value.to_vec());
+            let slot = self.slot(session.slot_id)?;
+            let caller = policy::Caller { is_so: slot.login_state() == super::slot::LoginState::So };
+            let object = policy::new_object(template, Origin::Unwrap, &implied, caller)?;
+            self.store_object(session, object)
+        })
+    }
+
+    pub fn generate_random(&self, handle: CK_SESSION_HANDLE, out: &mut [u8]) -> Result<()> {
+        self.sessions.get(handle)?;
+        getrandom::fill(out).map_err(|e| Error::Internal(format!("OS random generator: {e}")))
+    }
+
+    pub fn seed_random(&self, handle: CK_SESSION_HANDLE) -> Result<()> {
+        self.sessions.get(handle)?;
+        // The OS generator takes no seed from applications.
+        Err(rv(CKR_RANDOM_SEED_NOT_SUPPORTED))
+    }
+}
+
+fn wrap_error(e: Error) -> Error {
+    match e.rv() {
+        CKR_DATA_LEN_RANGE => rv(CKR_KEY_SIZE_RANGE),
+        _ => e,
+    }
+}
+
+fn unwrap_error(e: Error) -> Error {
+    match e.rv() {
+        CKR_ENCRYPTED_DATA_INVALID => rv(CKR_WRAPPED_KEY_INVALID),
+        CKR_ENCRYPTED_DATA_LEN_RANGE => rv(CKR_WRAPPED_KEY_LEN_RANGE),
+        _ => e,
+    }
+}
+
+impl Module {
+    /// `C_SessionCancel`: ends the operations named by `flags`.
+    pub fn cancel(&self, handle: CK_SESSION_HANDLE, flags: CK_FLAGS) -> Result<()> {
+        self.with_session(handle, |s| {
+            if flags & CKF_ENCRYPT != 0 {
+                s.encrypt = None;
+            }
+            if flags & CKF_DECRYPT != 0 {
+                s.decrypt = None;
+            }
+            if flags & CKF_DIGEST != 0 {
+                s.digest = None;
+            }
+            if flags & CKF_SIGN != 0 {
+                s.sign = None;
+            }
+            if flags & CKF_VERIFY != 0 {
+                s.verify = None;
+            }
+            if flags & CKF_FIND_OBJECTS != 0 {
+                s.find = None;
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! The module's state and every PKCS#11 operation in Rust terms. `src/abi` turns C calls
+//! into calls on [`Module`]; the core checks sessions, login state and object policy, and
+//! reaches keys only through [`crate::backend::Backend`].
+
+mod crypto;
+mod objects;
+mod session;
+mod slot;
+mod token;
+
+use std::sync::Arc;
+
+use cryptoki_sys::*;
+use parking_lot::RwLock;
+
+use crate::config::{self, SlotKind};
+use crate::error::{rv, Result};
+use crate::backend::soft::{SoftConfig, SoftToken};
+
+pub use crypto::Output;
+pub use objects::{AttrRead, ObjectTable};
+pub use session::{Session, SessionTable};
+pub use slot::{Slot, TokenStatus};
+pub use token::SessionStatus;
+
+/// Everything one `C_Initialize` set up, until `C_Finalize`.
+pub struct Module {
+    /// The process that initialised it: a forked child must initialise afresh.
+    pid: u32,
+    pub slots: Vec<Slot>,
+    pub sessions: SessionTable,
+    pub objects: ObjectTable,
+}
+
+static MODULE: RwLock<Option<Arc<Module>>> = RwLock::new(None);
+
+/// The initialised module, or `CKR_CRYPTOKI_NOT_INITIALIZED` (also in a forked child that
+/// has not called `C_Initialize` itself).
+pub fn module() -> Result<Arc<Module>> {
+    match &*MODULE.read() {
+        Some(m) if m.pid == std::process::id() => Ok(m.clone()),
+        _ => Err(rv(CKR_CRYPTOKI_NOT_INITIALIZED)),
+    }
+}
+
+pub fn initialize() -> Result<()> {
+    crate::logging::init();
+    let mut current = MODULE.write();
+    if let Some(m) = current.as_ref() {
+        if m.pid == std::process::id() {
+            return Err(rv(CKR_CRYPTOKI_ALREADY_INITIALIZED));
+        }
+        // Inherited across fork(): its connections and locks belong to the parent, so it is
+        // neither used nor dropped here.
+        std::mem::forget(current.take());
+    }
+    let slots = config::load().map_err(|e| {
+        tracing::error!("{e}");
+        e
+    })?;
+    let slots = slots
+        .into_iter()
+        .map(|cfg| {
+            let backend = match &cfg.kind {
+                SlotKind::Soft { path, kdf_iterations } => SoftToken::new(SoftConfig {
+                    path: path.clone(),
+                    label: cfg.label.clone(),
+                    kdf_iterations: *kdf_iterations,
+                }),
+            };
+            Slot::new(cfg.id, cfg.label.clone(), Box::new(backend))
+        })
+        .collect();
+    *current = Some(Arc::new(Module {
+        pid: std::process::id(),
+        slots,
+        sessions: SessionTable::default(),
+        objects: ObjectTable::default(),
+    }));
+    Ok(())
+}
+
+pub fn finalize() -> Result<()> {
+    let mut current = MODULE.write();
+    match current.take() {
+        Some(m) if m.pid == std::process::id() => {
+            for slot in &m.slots {
+                slot.logout_all();
+            }
+            Ok(())
+        }
+        Some(m) => {
+            std::mem::forget(m);
+            Err(rv(CKR_CRYPTOKI_NOT_INITIALIZED))
+        }
+        None => Err(rv(CKR_CRYPTOKI_NOT_INITIALIZED)),
+    }
+}
+
+impl Module {
+    pub fn slot(&self, id: CK_SLOT_ID) -> Result<&Slot> {
+        self.slots.iter().find(|s| s.id == id).ok_or(rv(CKR_SLOT_ID_INVALID))
+    }
+}
+
+/// Copies `text` into a blank-padded fixed field, cut at a character boundary.
+pub fn padded<const N: usize>(text: &str) -> [u8; N] {
+    let mut out = [b' '; N];
+    let mut end = text.len().min(N);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    out[..end].copy_from_slice(&text.as_bytes()[..end]);
+    out
+}
+
+/// A text listing of the configured slots, for `keyfront slots`.
+pub fn list_slots() -> Result<String> {
+    initialize()?;
+    let listing = module().map(|m| {
+        let mut text = String::new();
+        for slot in &m.slots {
+            text.push_str(&format!("slot {}: {}\n", slot.id, slot.description));
+            match slot.backend.token_info() {
+                Ok(info) => {
+                    let initialized = info.flags & CKF_TOKEN_INITIALIZED != 0;
+                    let user_pin = info.flags & CKF_USER_PIN_INITIALIZED != 0;
+                    let locked = info.flags & CKF_USER_PIN_LOCKED != 0;
+                    text.push_str(&format!(
+                        "  token: {:?} model {:?} serial {}\n  initialized: {initialized}, user PIN set: {user_pin}, user PIN locked: {locked}\n",
+                        info.label, info.model, info.serial
+                    ));
+                }
+                Err(e) => text.push_str(&format!("  token unavailable: {e}\n")),
+            }
+        }
+        text
+    });
+    finalize()?;
+    listing
+}

@@ -1,0 +1,322 @@
+//! Object handles and the object functions. Session objects live here in memory; token
+//! objects live in the slot's backend and get a handle the first time they are seen.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use cryptoki_sys::*;
+use parking_lot::RwLock;
+
+use super::slot::{LoginState, Slot};
+use super::{Module, Session};
+use crate::backend::ObjectId;
+use crate::error::{rv, Result};
+use crate::mechanism::aes;
+use crate::object::policy::{self, Caller, Origin};
+use crate::object::{AttrValue, AttributeTemplate, Object};
+
+#[derive(Clone)]
+enum Location {
+    Session { owner: CK_SESSION_HANDLE, object: Arc<RwLock<Object>> },
+    Token(ObjectId),
+}
+
+#[derive(Clone)]
+struct Entry {
+    slot_id: CK_SLOT_ID,
+    location: Location,
+}
+
+#[derive(Default)]
+pub struct ObjectTable {
+    next: AtomicU64,
+    entries: RwLock<HashMap<CK_OBJECT_HANDLE, Entry>>,
+    token_handles: RwLock<HashMap<(CK_SLOT_ID, ObjectId), CK_OBJECT_HANDLE>>,
+}
+
+impl ObjectTable {
+    fn allocate(&self) -> CK_OBJECT_HANDLE {
+        self.next.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn token_handle(&self, slot_id: CK_SLOT_ID, id: ObjectId) -> CK_OBJECT_HANDLE {
+        if let Some(h) = self.token_handles.read().get(&(slot_id, id)) {
+            return *h;
+        }
+        let mut handles = self.token_handles.write();
+        if let Some(h) = handles.get(&(slot_id, id)) {
+            return *h;
+        }
+        let handle = self.allocate();
+        handles.insert((slot_id, id), handle);
+        self.entries.write().insert(handle, Entry { slot_id, location: Location::Token(id) });
+        handle
+    }
+
+    fn add_session_object(&self, slot_id: CK_SLOT_ID, owner: CK_SESSION_HANDLE, object: Object) -> CK_OBJECT_HANDLE {
+        let handle = self.allocate();
+        let location = Location::Session { owner, object: Arc::new(RwLock::new(object)) };
+        self.entries.write().insert(handle, Entry { slot_id, location });
+        handle
+    }
+
+    fn entry(&self, handle: CK_OBJECT_HANDLE) -> Option<Entry> {
+        self.entries.read().get(&handle).cloned()
+    }
+
+    fn forget(&self, handle: CK_OBJECT_HANDLE) {
+        if let Some(entry) = self.entries.write().remove(&handle) {
+            if let Location::Token(id) = entry.location {
+                self.token_handles.write().remove(&(entry.slot_id, id));
+            }
+        }
+    }
+
+    /// Drops the session objects a closing session created.
+    pub fn drop_session_objects(&self, owner: CK_SESSION_HANDLE) {
+        self.entries
+            .write()
+            .retain(|_, e| !matches!(&e.location, Location::Session { owner: o, .. } if *o == owner));
+    }
+
+    /// Drops every session object and token handle of a slot (after `C_InitToken`).
+    pub fn drop_slot(&self, slot_id: CK_SLOT_ID) {
+        self.entries.write().retain(|_, e| e.slot_id != slot_id);
+        self.token_handles.write().retain(|(s, _), _| *s != slot_id);
+    }
+}
+
+/// One attribute as `C_GetAttributeValue` reports it.
+pub enum AttrRead {
+    Value(AttrValue),
+    Sensitive,
+    Invalid,
+}
+
+/// An object found by handle, visible to the session that asked.
+pub(super) struct Found {
+    handle: CK_OBJECT_HANDLE,
+    entry: Entry,
+    pub object: Object,
+}
+
+impl Found {
+    pub fn is_token(&self) -> bool {
+        matches!(self.entry.location, Location::Token(_))
+    }
+}
+
+impl Module {
+    fn caller(slot: &Slot) -> Caller {
+        Caller { is_so: slot.login_state() == LoginState::So }
+    }
+
+    /// Looks an object up for `session`; invisible and foreign objects are
+    /// `CKR_OBJECT_HANDLE_INVALID`. Secret attributes are read only with `with_secrets`.
+    pub(super) fn find_object(&self, session: &Session, handle: CK_OBJECT_HANDLE, with_secrets: bool) -> Result<Found> {
+        let entry = self.objects.entry(handle).ok_or(rv(CKR_OBJECT_HANDLE_INVALID))?;
+        if entry.slot_id != session.slot_id {
+            return Err(rv(CKR_OBJECT_HANDLE_INVALID));
+        }
+        let slot = self.slot(entry.slot_id)?;
+        let object = match &entry.location {
+            Location::Session { object, .. } => object.read().clone(),
+            Location::Token(id) => match slot.backend.read_object(*id, with_secrets) {
+                Ok(o) => o,
+                Err(e) if e.rv() == CKR_OBJECT_HANDLE_INVALID => {
+                    // Destroyed by another process.
+                    self.objects.forget(handle);
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        if object.is_private() && !slot.user_logged_in() {
+            return Err(rv(CKR_OBJECT_HANDLE_INVALID));
+        }
+        Ok(Found { handle, entry, object })
+    }
+
+    /// Checks the session may write an object with these properties.
+    fn check_writable(&self, session: &Session, slot: &Slot, token: bool, private: bool) -> Result<()> {
+        if token && !session.read_write {
+            return Err(rv(CKR_SESSION_READ_ONLY));
+        }
+        if private && !slot.user_logged_in() {
+            return Err(rv(CKR_USER_NOT_LOGGED_IN));
+        }
+        Ok(())
+    }
+
+    /// Stores a new object built by the policy, on the token or in the session.
+    pub(super) fn store_object(&self, session: &Session, mut object: Object) -> Result<CK_OBJECT_HANDLE> {
+        let slot = self.slot(session.slot_id)?;
+        self.check_writable(session, slot, object.is_token(), object.is_private())?;
+        add_check_value(&mut object)?;
+        if object.is_token() {
+            let id = slot.backend.create_object(&object)?;
+            Ok(self.objects.token_handle(slot.id, id))
+        } else {
+            Ok(self.objects.add_session_object(slot.id, session.handle, object))
+        }
+    }
+
+    pub fn create_object(&self, session: CK_SESSION_HANDLE, template: &AttributeTemplate) -> Result<CK_OBJECT_HANDLE> {
+        let session = self.sessions.get(session)?;
+        let session = session.lock();
+        let slot = self.slot(session.slot_id)?;
+        let object = policy::new_object(template, Origin::Create, &AttributeTemplate::new(), Self::caller(slot))?;
+        self.store_object(&session, object)
+    }
+
+    pub fn copy_object(&self, session: CK_SESSION_HANDLE, handle: CK_OBJECT_HANDLE, template: &AttributeTemplate) -> Result<CK_OBJECT_HANDLE> {
+        let session = self.sessions.get(session)?;
+        let session = session.lock();
+        let slot = self.slot(session.slot_id)?;
+        let found = self.find_object(&session, handle, true)?;
+        let copy = policy::copy_object(&found.object, template, Self::caller(slot))?;
+        self.store_object(&session, copy)
+    }
+
+    pub fn destroy_object(&self, session: CK_SESSION_HANDLE, handle: CK_OBJECT_HANDLE) -> Result<()> {
+        let session = self.sessions.get(session)?;
+        let session = session.lock();
+        let slot = self.slot(session.slot_id)?;
+        let found = self.find_object(&session, handle, false)?;
+        if found.object.contains(CKA_DESTROYABLE) && !found.object.flag(CKA_DESTROYABLE) {
+            return Err(rv(CKR_ACTION_PROHIBITED));
+        }
+        self.check_writable(&session, slot, found.is_token(), found.object.is_private())?;
+        if let Location::Token(id) = found.entry.location {
+            slot.backend.destroy_object(id)?;
+        }
+        self.objects.forget(found.handle);
+        Ok(())
+    }
+
+    pub fn get_object_size(&self, session: CK_SESSION_HANDLE, handle: CK_OBJECT_HANDLE) -> Result<usize> {
+        let session = self.sessions.get(session)?;
+        let session = session.lock();
+        Ok(self.find_object(&session, handle, false)?.object.size())
+    }
+
+    pub fn get_attributes(&self, session: CK_SESSION_HANDLE, handle: CK_OBJECT_HANDLE, types: &[CK_ATTRIBUTE_TYPE]) -> Result<Vec<AttrRead>> {
+        let session = self.sessions.get(session)?;
+        let session = session.lock();
+        let mut found = self.find_object(&session, handle, false)?;
+        let class = found.object.class();
+        let wants_secret = types
+            .iter()
+            .any(|&t| policy::must_seal(&found.object, t) && policy::is_readable(&found.object, t));
+        if wants_secret && found.is_token() {
+            found = self.find_object(&session, handle, true)?;
+        }
+        let object = &found.object;
+        Ok(types
+            .iter()
+            .map(|&ty| {
+                if !policy::is_readable(object, ty) {
+                    AttrRead::Sensitive
+                } else if let Some(v) = object.get(ty) {
+                    AttrRead::Value(v.to_vec().into())
+                } else if policy::is_valid_attribute(class, ty) && policy::must_seal(object, ty) {
+                    // Sealed and this process cannot open it: treat as sensitive.
+                    AttrRead::Sensitive
+                } else {
+                    AttrRead::Invalid
+                }
+            })
+            .collect())
+    }
+
+    pub fn set_attributes(&self, session: CK_SESSION_HANDLE, handle: CK_OBJECT_HANDLE, template: &AttributeTemplate) -> Result<()> {
+        let session = self.sessions.get(session)?;
+        let session = session.lock();
+        let slot = self.slot(session.slot_id)?;
+        let found = self.find_object(&session, handle, false)?;
+        self.check_writable(&session, slot, found.is_token(), found.object.is_private())?;
+        let changed = policy::set_attributes(&found.object, template, Self::caller(slot))?;
+        match &found.entry.location {
+            Location::Session { object, .. } => {
+                // Session objects hold their secrets in memory; keep them.
+                let mut stored = object.write();
+                for (ty, value) in template.iter() {
+                    stored.set(ty, value.to_vec());
+                }
+            }
+            Location::Token(id) => {
+                let types: Vec<_> = template.iter().map(|(t, _)| t).collect();
+                slot.backend.update_object(*id, &changed, &types)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn find_init(&self, session: CK_SESSION_HANDLE, template: &AttributeTemplate) -> Result<()> {
+        let session = self.sessions.get(session)?;
+        let mut session = session.lock();
+        if session.find.is_some() {
+            return Err(rv(CKR_OPERATION_ACTIVE));
+        }
+        policy::check_find_template(template)?;
+        let slot = self.slot(session.slot_id)?;
+        let user = slot.user_logged_in();
+        let mut handles: Vec<CK_OBJECT_HANDLE> = {
+            let entries = self.objects.entries.read();
+            entries
+                .iter()
+                .filter(|(_, e)| e.slot_id == slot.id)
+                .filter_map(|(h, e)| match &e.location {
+                    Location::Session { object, .. } => {
+                        let o = object.read();
+                        ((user || !o.is_private()) && o.matches(template)).then_some(*h)
+                    }
+                    Location::Token(_) => None,
+                })
+                .collect()
+        };
+        handles.sort_unstable();
+        for id in slot.backend.find_objects(template, user)? {
+            handles.push(self.objects.token_handle(slot.id, id));
+        }
+        session.find = Some(handles.into_iter());
+        Ok(())
+    }
+
+    pub fn find_next(&self, session: CK_SESSION_HANDLE, max: usize) -> Result<Vec<CK_OBJECT_HANDLE>> {
+        let session = self.sessions.get(session)?;
+        let mut session = session.lock();
+        let found = session.find.as_mut().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
+        Ok(found.take(max).collect())
+    }
+
+    pub fn find_final(&self, session: CK_SESSION_HANDLE) -> Result<()> {
+        let session = self.sessions.get(session)?;
+        let mut session = session.lock();
+        session.find.take().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
+        Ok(())
+    }
+}
+
+/// CKA_CHECK_VALUE of a secret key (PKCS#11 3.0 §6.7.2, §6.8.1): computed by the token; a
+/// template may ask for none with an empty value, or give one, which must be right.
+fn add_check_value(object: &mut Object) -> Result<()> {
+    if object.class() != CKO_SECRET_KEY {
+        return Ok(());
+    }
+    let Some(value) = object.get(CKA_VALUE) else { return Ok(()) };
+    let computed = match object.key_type() {
+        Some(CKK_AES) => aes::check_value(value)?.to_vec(),
+        _ => {
+            use sha1::Digest;
+            sha1::Sha1::digest(value)[..3].to_vec()
+        }
+    };
+    match object.get(CKA_CHECK_VALUE) {
+        Some([]) => {}
+        Some(given) if given != computed.as_slice() => return Err(rv(CKR_ATTRIBUTE_VALUE_INVALID)),
+        _ => object.set(CKA_CHECK_VALUE, computed),
+    }
+    Ok(())
+}

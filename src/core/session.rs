@@ -1,0 +1,93 @@
+//! Sessions: each has its own lock and its own operation state, so threads working in
+//! different sessions never wait on each other.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use cryptoki_sys::*;
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{rv, Result};
+use crate::mechanism::{Cipher, Digester, Secret, Signer};
+
+/// An operation in progress with the output it has computed but not yet handed over (the
+/// caller asked for the length first, or gave too small a buffer).
+pub struct Pending<T> {
+    pub op: T,
+    pub output: Option<Secret>,
+}
+
+impl<T> Pending<T> {
+    pub fn new(op: T) -> Self {
+        Self { op, output: None }
+    }
+}
+
+pub struct Session {
+    pub handle: CK_SESSION_HANDLE,
+    pub slot_id: CK_SLOT_ID,
+    pub read_write: bool,
+    pub encrypt: Option<Pending<Box<dyn Cipher>>>,
+    pub decrypt: Option<Pending<Box<dyn Cipher>>>,
+    pub digest: Option<Pending<Box<dyn Digester>>>,
+    pub sign: Option<Pending<Box<dyn Signer>>>,
+    pub verify: Option<Pending<Box<dyn Signer>>>,
+    /// Handles found by `C_FindObjectsInit`, handed out by `C_FindObjects`.
+    pub find: Option<std::vec::IntoIter<CK_OBJECT_HANDLE>>,
+}
+
+pub type SessionRef = Arc<Mutex<Session>>;
+
+#[derive(Default)]
+pub struct SessionTable {
+    next: AtomicU64,
+    sessions: RwLock<HashMap<CK_SESSION_HANDLE, (SessionSummary, SessionRef)>>,
+}
+
+/// What the table knows of a session without locking it.
+#[derive(Clone, Copy)]
+pub struct SessionSummary {
+    pub slot_id: CK_SLOT_ID,
+    pub read_write: bool,
+}
+
+impl SessionTable {
+    pub fn open(&self, slot_id: CK_SLOT_ID, read_write: bool) -> CK_SESSION_HANDLE {
+        let handle = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let session = Session {
+            handle,
+            slot_id,
+            read_write,
+            encrypt: None,
+            decrypt: None,
+            digest: None,
+            sign: None,
+            verify: None,
+            find: None,
+        };
+        self.sessions
+            .write()
+            .insert(handle, (SessionSummary { slot_id, read_write }, Arc::new(Mutex::new(session))));
+        handle
+    }
+
+    pub fn get(&self, handle: CK_SESSION_HANDLE) -> Result<SessionRef> {
+        self.sessions.read().get(&handle).map(|(_, s)| s.clone()).ok_or(rv(CKR_SESSION_HANDLE_INVALID))
+    }
+
+    pub fn close(&self, handle: CK_SESSION_HANDLE) -> Result<CK_SLOT_ID> {
+        let (summary, _) = self.sessions.write().remove(&handle).ok_or(rv(CKR_SESSION_HANDLE_INVALID))?;
+        Ok(summary.slot_id)
+    }
+
+    /// Sessions open on a slot, read-write or not.
+    pub fn on_slot(&self, slot_id: CK_SLOT_ID) -> Vec<(CK_SESSION_HANDLE, SessionSummary)> {
+        self.sessions
+            .read()
+            .iter()
+            .filter(|(_, (summary, _))| summary.slot_id == slot_id)
+            .map(|(h, (summary, _))| (*h, *summary))
+            .collect()
+    }
+}
