@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds keyfront and uses it from a real PKCS#11 consumer, OpenSC's
+# pkcs11-tool, against the embedded default token (no configuration file).
+# The token lives in a fresh temporary directory, printed at the end.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if ! command -v pkcs11-tool >/dev/null; then
+	sudo=
+	[ "$(id -u)" = 0 ] || sudo=sudo
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq opensc >/dev/null
+fi
+command -v cargo >/dev/null || { echo "quickstart.sh: cargo not found; install Rust (rustup) first" >&2; exit 2; }
+
+cargo build --release --locked
+MODULE=$PWD/target/release/libkeyfront.so
+
+# Without KEYFRONT_CONFIG keyfront offers one soft token, stored in
+# $KEYFRONT_DATA_DIR/soft.db.
+unset KEYFRONT_CONFIG
+KEYFRONT_DATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/keyfront-quickstart.XXXXXX")
+export KEYFRONT_DATA_DIR
+
+SO_PIN=12345678
+USER_PIN=123456
+p11() {
+	echo
+	echo "\$ pkcs11-tool --module $MODULE $*"
+	pkcs11-tool --module "$MODULE" "$@"
+}
+
+p11 --show-info
+p11 --list-slots
+p11 --init-token --label demo --so-pin "$SO_PIN"
+p11 --init-pin --so-pin "$SO_PIN" --pin "$USER_PIN"
+p11 --login --pin "$USER_PIN" --keygen --key-type AES:32 --label demo-key --id 01
+p11 --login --pin "$USER_PIN" --list-objects
+
+printf 'hello from keyfront\n' >"$KEYFRONT_DATA_DIR/message.txt"
+IV=000102030405060708090a0b0c0d0e0f
+p11 --login --pin "$USER_PIN" --encrypt -m AES-CBC-PAD --iv "$IV" --id 01 \
+	-i "$KEYFRONT_DATA_DIR/message.txt" -o "$KEYFRONT_DATA_DIR/message.enc"
+p11 --login --pin "$USER_PIN" --decrypt -m AES-CBC-PAD --iv "$IV" --id 01 \
+	-i "$KEYFRONT_DATA_DIR/message.enc" -o "$KEYFRONT_DATA_DIR/message.dec"
+echo
+echo "decrypted: $(cat "$KEYFRONT_DATA_DIR/message.dec")"
+cmp -s "$KEYFRONT_DATA_DIR/message.txt" "$KEYFRONT_DATA_DIR/message.dec"
+
+echo
+echo "Done.  Module: $MODULE"
+echo "Token file:  $KEYFRONT_DATA_DIR/soft.db  (export KEYFRONT_DATA_DIR=$KEYFRONT_DATA_DIR to keep using it)"

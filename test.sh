@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test of keyfront: the Rust unit and integration tests, then the
+# real-consumer conformance checks (conformance/run) against the debug module.
+# Installs the Debian packages it needs when they are missing, so a second run
+# starts straight away.  Exit status is non-zero if anything failed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# ---- system packages (only when missing)
+pkgs=()
+command -v pkcs11-tool >/dev/null || pkgs+=(opensc)
+command -v cc >/dev/null || pkgs+=(gcc libc6-dev)
+{ command -v nm && command -v readelf; } >/dev/null || pkgs+=(binutils)
+command -v openssl >/dev/null || pkgs+=(openssl)
+if [ ${#pkgs[@]} -gt 0 ]; then
+	sudo=
+	[ "$(id -u)" = 0 ] || sudo=sudo
+	echo "test.sh: installing ${pkgs[*]}"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+	echo "test.sh: cargo not found; install Rust (rustup) first" >&2
+	exit 2
+fi
+
+status=0
+
+# ---- build and Rust tests (debug profile)
+echo "== cargo build --locked"
+cargo build --locked
+
+echo "== cargo test --locked"
+cargo test --locked || status=1
+
+# ---- real consumers against the module just built
+echo "== conformance/run"
+conformance/run --module target/debug/libkeyfront.so || status=1
+
+exit $status
