@@ -26,6 +26,41 @@ pub struct AesCtrParams {
     pub counter_block: [u8; 16],
 }
 
+/// Parameters of `CKM_RSA_PKCS_PSS` and `CKM_SHA*_RSA_PKCS_PSS`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RsaPssParams {
+    /// The digest mechanism (`CKM_SHA256`…).
+    pub hash: CK_MECHANISM_TYPE,
+    /// `CKG_MGF1_SHA256`…
+    pub mgf: CK_RSA_PKCS_MGF_TYPE,
+    pub salt_len: usize,
+}
+
+/// Parameters of `CKM_RSA_PKCS_OAEP` (source `CKZ_DATA_SPECIFIED`, checked by the ABI).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RsaOaepParams {
+    pub hash: CK_MECHANISM_TYPE,
+    pub mgf: CK_RSA_PKCS_MGF_TYPE,
+    pub label: Vec<u8>,
+}
+
+/// Parameters of `CKM_ECDH1_DERIVE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ecdh1DeriveParams {
+    /// `CKD_NULL` or `CKD_SHA256_KDF`…
+    pub kdf: CK_EC_KDF_TYPE,
+    pub shared_data: Vec<u8>,
+    /// The peer's public point: raw (uncompressed) or DER OCTET STRING.
+    pub public_data: Vec<u8>,
+}
+
+/// Parameters of `CKM_EDDSA` (absent means pure Ed25519).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EddsaParams {
+    pub prehash: bool,
+    pub context: Vec<u8>,
+}
+
 /// A mechanism's parameter, typed by the ABI layer from `pParameter`/`ulParameterLen`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MechanismParam {
@@ -34,6 +69,10 @@ pub enum MechanismParam {
     Bytes(Vec<u8>),
     Gcm(AesGcmParams),
     Ctr(AesCtrParams),
+    RsaPss(RsaPssParams),
+    RsaOaep(RsaOaepParams),
+    Ecdh1Derive(Ecdh1DeriveParams),
+    Eddsa(EddsaParams),
 }
 
 /// A mechanism with its parameter.

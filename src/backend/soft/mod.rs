@@ -137,17 +137,19 @@ impl SoftToken {
             })?;
         let mut stmt = conn.prepare_cached("SELECT type, value, sealed FROM attributes WHERE object_id = ?1")?;
         let mut rows = stmt.query(params![id])?;
-        let key = if with_secrets { Some(self.key()?) } else { None };
+        // Sealed values are opened only when asked for and when this process holds the
+        // token key; otherwise they are left out and the core treats them as unreadable.
+        let key = if with_secrets { self.token_key.read().clone() } else { None };
         let mut object = Object::new();
         while let Some(row) = rows.next()? {
             let ty = row.get::<_, i64>(0)? as CK_ATTRIBUTE_TYPE;
             let sealed: bool = row.get(2)?;
-            let value: Vec<u8> = row.get(1)?;
-            let value = value.as_slice();
+            let value = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
             if !sealed {
                 object.set(ty, value.to_vec());
             } else if let Some(key) = &key {
-                object.set(ty, key.open(&uid, ty, value)?.to_vec());
+                let opened = key.open(&uid, ty, value)?;
+                object.set(ty, opened.to_vec());
             }
         }
         Ok(object)
@@ -329,10 +331,9 @@ impl Backend for SoftToken {
             return Ok(ids);
         }
         let rest: AttributeTemplate = AttributeTemplate { attrs: sealable.iter().map(|(t, v)| (*t, v.to_vec().into())).collect() };
-        let can_open = self.token_key.read().is_some();
         let mut found = Vec::new();
         for id in ids {
-            let object = match self.load(&conn, id, can_open) {
+            let object = match self.load(&conn, id, true) {
                 Ok(o) => o,
                 Err(e) if e.rv() == CKR_OBJECT_HANDLE_INVALID => continue,
                 Err(e) => return Err(e),
