@@ -8,7 +8,9 @@ use cryptoki_sys::*;
 
 use crate::core::Output;
 use crate::error::{rv, Error, Result};
-use crate::mechanism::{AesCtrParams, AesGcmParams, Mechanism, MechanismParam};
+use crate::mechanism::{
+    AesCtrParams, AesGcmParams, Ecdh1DeriveParams, EddsaParams, Mechanism, MechanismParam, RsaOaepParams, RsaPssParams,
+};
 use crate::object::AttributeTemplate;
 
 /// Input bytes: NULL is allowed only with length 0.
@@ -123,9 +125,47 @@ pub unsafe fn mechanism(ptr: *const CK_MECHANISM) -> Result<Mechanism> {
             MechanismParam::Ctr(AesCtrParams { counter_bits: c.ulCounterBits as usize, counter_block: c.cb })
         }
         CKM_AES_CTR => return Err(rv(CKR_MECHANISM_PARAM_INVALID)),
+        CKM_RSA_PKCS_PSS | CKM_SHA1_RSA_PKCS_PSS | CKM_SHA256_RSA_PKCS_PSS | CKM_SHA384_RSA_PKCS_PSS
+        | CKM_SHA512_RSA_PKCS_PSS => {
+            let p = typed::<CK_RSA_PKCS_PSS_PARAMS>(p, len)?;
+            MechanismParam::RsaPss(RsaPssParams { hash: p.hashAlg, mgf: p.mgf, salt_len: p.sLen as usize })
+        }
+        CKM_RSA_PKCS_OAEP => {
+            let p = typed::<CK_RSA_PKCS_OAEP_PARAMS>(p, len)?;
+            let label = match p.source {
+                CKZ_DATA_SPECIFIED => param_bytes(p.pSourceData as *const u8, p.ulSourceDataLen)?,
+                // Some callers leave the source type 0 with no label.
+                0 if p.ulSourceDataLen == 0 => Vec::new(),
+                _ => return Err(rv(CKR_MECHANISM_PARAM_INVALID)),
+            };
+            MechanismParam::RsaOaep(RsaOaepParams { hash: p.hashAlg, mgf: p.mgf, label })
+        }
+        CKM_ECDH1_DERIVE => {
+            let p = typed::<CK_ECDH1_DERIVE_PARAMS>(p, len)?;
+            MechanismParam::Ecdh1Derive(Ecdh1DeriveParams {
+                kdf: p.kdf,
+                shared_data: param_bytes(p.pSharedData, p.ulSharedDataLen)?,
+                public_data: param_bytes(p.pPublicData, p.ulPublicDataLen)?,
+            })
+        }
+        CKM_EDDSA => {
+            let p = typed::<CK_EDDSA_PARAMS>(p, len)?;
+            MechanismParam::Eddsa(EddsaParams {
+                prehash: p.phFlag != CK_FALSE,
+                context: param_bytes(p.pContextData, p.ulContextDataLen)?,
+            })
+        }
         _ => MechanismParam::Bytes(param_bytes(p as *const u8, len as CK_ULONG)?),
     };
     Ok(Mechanism::new(m.mechanism, param))
+}
+
+/// A fixed-layout parameter struct; any other length is a bad parameter.
+unsafe fn typed<'a, T>(p: *mut std::ffi::c_void, len: usize) -> Result<&'a T> {
+    if len != size_of::<T>() {
+        return Err(rv(CKR_MECHANISM_PARAM_INVALID));
+    }
+    Ok(&*(p as *const T))
 }
 
 /// A blank-padded fixed-size text field (labels) as a trimmed string.

@@ -116,6 +116,42 @@ ck_fn! {
         Ok(())
     }
 
+    fn C_GenerateKeyPair(
+        hSession: CK_SESSION_HANDLE,
+        pMechanism: *mut CK_MECHANISM,
+        pPublicKeyTemplate: *mut CK_ATTRIBUTE,
+        ulPublicKeyAttributeCount: CK_ULONG,
+        pPrivateKeyTemplate: *mut CK_ATTRIBUTE,
+        ulPrivateKeyAttributeCount: CK_ULONG,
+        phPublicKey: *mut CK_OBJECT_HANDLE,
+        phPrivateKey: *mut CK_OBJECT_HANDLE,
+    ) {
+        let public_target = out(phPublicKey)?;
+        let private_target = out(phPrivateKey)?;
+        let mechanism = mechanism(pMechanism)?;
+        let public = template(pPublicKeyTemplate, ulPublicKeyAttributeCount)?;
+        let private = template(pPrivateKeyTemplate, ulPrivateKeyAttributeCount)?;
+        let (public_key, private_key) = module()?.generate_key_pair(hSession, &mechanism, &public, &private)?;
+        *public_target = public_key;
+        *private_target = private_key;
+        Ok(())
+    }
+
+    fn C_DeriveKey(
+        hSession: CK_SESSION_HANDLE,
+        pMechanism: *mut CK_MECHANISM,
+        hBaseKey: CK_OBJECT_HANDLE,
+        pTemplate: *mut CK_ATTRIBUTE,
+        ulAttributeCount: CK_ULONG,
+        phKey: *mut CK_OBJECT_HANDLE,
+    ) {
+        let target = out(phKey)?;
+        let mechanism = mechanism(pMechanism)?;
+        let template = template(pTemplate, ulAttributeCount)?;
+        *target = module()?.derive_key(hSession, &mechanism, hBaseKey, &template)?;
+        Ok(())
+    }
+
     fn C_WrapKey(
         hSession: CK_SESSION_HANDLE,
         pMechanism: *mut CK_MECHANISM,

@@ -58,16 +58,6 @@ ck_fn! {
         Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
     }
 
-    fn C_GenerateKeyPair(_arg1: CK_SESSION_HANDLE, _arg2: *mut CK_MECHANISM, _arg3: *mut CK_ATTRIBUTE, _arg4: CK_ULONG, _arg5: *mut CK_ATTRIBUTE, _arg6: CK_ULONG, _arg7: *mut CK_OBJECT_HANDLE, _arg8: *mut CK_OBJECT_HANDLE) {
-        module()?.sessions.get(_arg1)?;
-        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
-    }
-
-    fn C_DeriveKey(_arg1: CK_SESSION_HANDLE, _arg2: *mut CK_MECHANISM, _arg3: CK_OBJECT_HANDLE, _arg4: *mut CK_ATTRIBUTE, _arg5: CK_ULONG, _arg6: *mut CK_OBJECT_HANDLE) {
-        module()?.sessions.get(_arg1)?;
-        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
-    }
-
     fn C_MessageEncryptInit(_arg1: CK_SESSION_HANDLE, _arg2: *mut CK_MECHANISM, _arg3: CK_OBJECT_HANDLE) {
         module()?.sessions.get(_arg1)?;
         Err(rv(CKR_FUNCTION_NOT_SUPPORTED))

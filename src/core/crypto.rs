@@ -71,6 +71,7 @@ enum KeyUse {
     Verify,
     Wrap,
     Unwrap,
+    Derive,
 }
 
 impl KeyUse {
@@ -82,6 +83,7 @@ impl KeyUse {
             KeyUse::Verify => CKA_VERIFY,
             KeyUse::Wrap => CKA_WRAP,
             KeyUse::Unwrap => CKA_UNWRAP,
+            KeyUse::Derive => CKA_DERIVE,
         }
     }
 
@@ -93,6 +95,18 @@ impl KeyUse {
             KeyUse::Verify => CKF_VERIFY,
             KeyUse::Wrap => CKF_WRAP,
             KeyUse::Unwrap => CKF_UNWRAP,
+            KeyUse::Derive => CKF_DERIVE,
+        }
+    }
+
+    /// The key class each use needs: asymmetric operations use the public half for
+    /// encrypt/verify/wrap and the private half for decrypt/sign/unwrap/derive.
+    fn class_fits(self, class: CK_OBJECT_CLASS) -> bool {
+        match class {
+            CKO_SECRET_KEY => true,
+            CKO_PUBLIC_KEY => matches!(self, KeyUse::Encrypt | KeyUse::Verify | KeyUse::Wrap),
+            CKO_PRIVATE_KEY => matches!(self, KeyUse::Decrypt | KeyUse::Sign | KeyUse::Unwrap | KeyUse::Derive),
+            _ => false,
         }
     }
 }
@@ -118,7 +132,7 @@ impl Module {
         if !matches!(key.class(), CKO_SECRET_KEY | CKO_PUBLIC_KEY | CKO_PRIVATE_KEY) {
             return Err(rv(CKR_KEY_HANDLE_INVALID));
         }
-        if !key.key_type().is_some_and(|t| entry.key_types.contains(&t)) {
+        if !key.key_type().is_some_and(|t| entry.key_types.contains(&t)) || !use_.class_fits(key.class()) {
             return Err(rv(CKR_KEY_TYPE_INCONSISTENT));
         }
         if let Some(allowed) = key.allowed_mechanisms() {
@@ -129,7 +143,7 @@ impl Module {
         if !key.flag(use_.attribute()) {
             return Err(rv(CKR_KEY_FUNCTION_NOT_PERMITTED));
         }
-        if key.get(CKA_VALUE).is_none() {
+        if !has_key_material(key) {
             // The value is sealed and this process holds no token key.
             return Err(rv(CKR_USER_NOT_LOGGED_IN));
         }
@@ -142,6 +156,17 @@ impl Module {
         f(&mut session)
     }
 
+    /// Like `with_session`, for a step that uses a private key: refused until the context
+    /// login an always-authenticate key asks for.
+    fn with_private_step<T>(&self, handle: CK_SESSION_HANDLE, private: bool, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
+        self.with_session(handle, |session| {
+            if private && session.context_login_needed {
+                return Err(rv(CKR_USER_NOT_LOGGED_IN));
+            }
+            f(session)
+        })
+    }
+
     pub fn cipher_init(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism, key: CK_OBJECT_HANDLE, encrypt: bool) -> Result<()> {
         self.with_session(handle, |session| {
             let active = if encrypt { &session.encrypt } else { &session.decrypt };
@@ -150,8 +175,8 @@ impl Module {
             }
             let use_ = if encrypt { KeyUse::Encrypt } else { KeyUse::Decrypt };
             let found = self.usable_key(session, key, mechanism, use_)?;
-            let value = found.object.get(CKA_VALUE).unwrap_or_default();
-            let cipher = mechanism::cipher(mechanism, value, encrypt)?;
+            let cipher = start_cipher(mechanism, &found.object, encrypt)?;
+            session.context_login_needed |= !encrypt && found.object.flag(CKA_ALWAYS_AUTHENTICATE);
             let slot = if encrypt { &mut session.encrypt } else { &mut session.decrypt };
             *slot = Some(Pending::new(cipher));
             Ok(())
@@ -160,7 +185,7 @@ impl Module {
 
     /// `C_Encrypt`/`C_Decrypt`.
     pub fn cipher_once(&self, handle: CK_SESSION_HANDLE, encrypt: bool, input: &[u8], out: Output<'_>) -> Result<usize> {
-        self.with_session(handle, |session| {
+        self.with_private_step(handle, !encrypt, |session| {
             let slot = if encrypt { &mut session.encrypt } else { &mut session.decrypt };
             step(slot, out, true, |c| {
                 let mut data = c.update(input)?;
@@ -172,7 +197,7 @@ impl Module {
 
     /// `C_EncryptUpdate`/`C_DecryptUpdate`.
     pub fn cipher_update(&self, handle: CK_SESSION_HANDLE, encrypt: bool, input: &[u8], out: Output<'_>) -> Result<usize> {
-        self.with_session(handle, |session| {
+        self.with_private_step(handle, !encrypt, |session| {
             let slot = if encrypt { &mut session.encrypt } else { &mut session.decrypt };
             step(slot, out, false, |c| c.update(input))
         })
@@ -180,7 +205,7 @@ impl Module {
 
     /// `C_EncryptFinal`/`C_DecryptFinal`.
     pub fn cipher_final(&self, handle: CK_SESSION_HANDLE, encrypt: bool, out: Output<'_>) -> Result<usize> {
-        self.with_session(handle, |session| {
+        self.with_private_step(handle, !encrypt, |session| {
             let slot = if encrypt { &mut session.encrypt } else { &mut session.decrypt };
             step(slot, out, true, |c| c.finish())
         })
@@ -258,7 +283,12 @@ impl Module {
             }
             let use_ = if sign { KeyUse::Sign } else { KeyUse::Verify };
             let found = self.usable_key(session, key, mechanism, use_)?;
-            let signer = mechanism::signer(mechanism, found.object.get(CKA_VALUE).unwrap_or_default())?;
+            let signer = if found.object.class() == CKO_SECRET_KEY {
+                mechanism::signer(mechanism, found.object.get(CKA_VALUE).unwrap_or_default())?
+            } else {
+                mechanism::asym_signer(mechanism, &found.object, sign)?
+            };
+            session.context_login_needed |= sign && found.object.flag(CKA_ALWAYS_AUTHENTICATE);
             let slot = if sign { &mut session.sign } else { &mut session.verify };
             *slot = Some(Pending::new(signer));
             Ok(())
@@ -266,7 +296,7 @@ impl Module {
     }
 
     pub fn sign_once(&self, handle: CK_SESSION_HANDLE, data: &[u8], out: Output<'_>) -> Result<usize> {
-        self.with_session(handle, |session| {
+        self.with_private_step(handle, true, |session| {
             step(&mut session.sign, out, true, |s| {
                 s.update(data)?;
                 Ok(Zeroizing::new(s.sign()?))
@@ -276,7 +306,7 @@ impl Module {
 
     /// `C_SignUpdate` (`sign` true) or `C_VerifyUpdate`. A failure ends the operation.
     pub fn sign_update(&self, handle: CK_SESSION_HANDLE, sign: bool, data: &[u8]) -> Result<()> {
-        self.with_session(handle, |session| {
+        self.with_private_step(handle, sign, |session| {
             let slot = if sign { &mut session.sign } else { &mut session.verify };
             let pending = slot.as_mut().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
             let result = pending.op.update(data);
@@ -288,7 +318,7 @@ impl Module {
     }
 
     pub fn sign_final(&self, handle: CK_SESSION_HANDLE, out: Output<'_>) -> Result<usize> {
-        self.with_session(handle, |session| step(&mut session.sign, out, true, |s| Ok(Zeroizing::new(s.sign()?))))
+        self.with_private_step(handle, true, |session| step(&mut session.sign, out, true, |s| Ok(Zeroizing::new(s.sign()?))))
     }
 
     /// `C_Verify` (with `data`) or `C_VerifyFinal` (without): always ends the operation.
@@ -315,9 +345,6 @@ impl Module {
             if !len_ok {
                 return Err(rv(CKR_KEY_SIZE_RANGE));
             }
-            if template.contains(CKA_VALUE) {
-                return Err(rv(CKR_TEMPLATE_INCONSISTENT));
-            }
             let mut value = Zeroizing::new(vec![0u8; len]);
             getrandom::fill(&mut value).map_err(|e| Error::Internal(format!("OS random generator: {e}")))?;
             let implied = AttributeTemplate::new()
@@ -328,6 +355,83 @@ impl Module {
             let slot = self.slot(session.slot_id)?;
             let caller = policy::Caller { is_so: slot.login_state() == super::slot::LoginState::So };
             let object = policy::new_object(template, Origin::Generate, &implied, caller)?;
+            self.store_object(session, object)
+        })
+    }
+
+    pub fn generate_key_pair(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        mechanism: &Mechanism,
+        public_template: &AttributeTemplate,
+        private_template: &AttributeTemplate,
+    ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+        self.with_session(handle, |session| {
+            let entry = self.check_mechanism(session, mechanism, CKF_GENERATE_KEY_PAIR)?;
+            let key_type = entry.key_types.first().copied().ok_or(rv(CKR_MECHANISM_INVALID))?;
+            let parts = mechanism::generate_key_pair(mechanism, public_template, private_template)?;
+            let slot = self.slot(session.slot_id)?;
+            let caller = policy::Caller { is_so: slot.login_state() == super::slot::LoginState::So };
+            let common = |class| {
+                AttributeTemplate::new()
+                    .with(CKA_CLASS, encode_ulong(class))
+                    .with(CKA_KEY_TYPE, encode_ulong(key_type))
+                    .with(CKA_KEY_GEN_MECHANISM, encode_ulong(mechanism.kind))
+            };
+            let mut implied_public = common(CKO_PUBLIC_KEY);
+            implied_public.attrs.extend(parts.public.attrs.iter().cloned());
+            let mut implied_private = common(CKO_PRIVATE_KEY);
+            implied_private.attrs.extend(parts.private.attrs.iter().cloned());
+            // The generator reports curve parameters in their canonical form; the caller may
+            // have named the curve another accepted way.
+            let without_params = |t: &AttributeTemplate| AttributeTemplate {
+                attrs: t.attrs.iter().filter(|(ty, _)| *ty != CKA_EC_PARAMS).cloned().collect(),
+            };
+            let mut public = policy::new_object(&without_params(public_template), Origin::Generate, &implied_public, caller)?;
+            let mut private = policy::new_object(&without_params(private_template), Origin::Generate, &implied_private, caller)?;
+            // Both halves carry one CKA_ID: the caller's, or one derived from the public key.
+            let id = match (public.get(CKA_ID), private.get(CKA_ID)) {
+                (Some(p), _) if !p.is_empty() => p.to_vec(),
+                (_, Some(p)) if !p.is_empty() => p.to_vec(),
+                _ => {
+                    use sha1::Digest;
+                    sha1::Sha1::digest(public.get(CKA_PUBLIC_KEY_INFO).unwrap_or_default()).to_vec()
+                }
+            };
+            if public.get(CKA_ID).is_none_or(<[u8]>::is_empty) {
+                public.set(CKA_ID, id.clone());
+            }
+            if private.get(CKA_ID).is_none_or(<[u8]>::is_empty) {
+                private.set(CKA_ID, id);
+            }
+            let public_handle = self.store_object(session, public)?;
+            match self.store_object(session, private) {
+                Ok(private_handle) => Ok((public_handle, private_handle)),
+                Err(e) => {
+                    // Leave no half pair behind.
+                    let _ = self.remove_object(session, public_handle);
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    pub fn derive_key(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism, base: CK_OBJECT_HANDLE, template: &AttributeTemplate) -> Result<CK_OBJECT_HANDLE> {
+        self.with_session(handle, |session| {
+            let base = self.usable_key(session, base, mechanism, KeyUse::Derive)?;
+            let len = template.get_ulong(CKA_VALUE_LEN)?.map(|l| l as usize);
+            let len = match (template.get_ulong(CKA_KEY_TYPE)?, len) {
+                (Some(CKK_AES), None) => Some(32),
+                (_, len) => len,
+            };
+            let value = mechanism::derive(mechanism, &base.object, len)?;
+            let implied = AttributeTemplate::new().with(CKA_CLASS, encode_ulong(CKO_SECRET_KEY)).with(CKA_VALUE, value.to_vec());
+            let template = AttributeTemplate {
+                attrs: template.attrs.iter().filter(|(ty, _)| *ty != CKA_VALUE_LEN).cloned().collect(),
+            };
+            let slot = self.slot(session.slot_id)?;
+            let caller = policy::Caller { is_so: slot.login_state() == super::slot::LoginState::So };
+            let object = policy::new_object(&template, Origin::Derive, &implied, caller)?;
             self.store_object(session, object)
         })
     }
@@ -344,7 +448,7 @@ impl Module {
                 _ => e,
             })?;
             let target = &target.object;
-            if target.class() != CKO_SECRET_KEY {
+            if !matches!(target.class(), CKO_SECRET_KEY | CKO_PRIVATE_KEY) {
                 return Err(rv(CKR_KEY_NOT_WRAPPABLE));
             }
             if !target.flag(CKA_EXTRACTABLE) {
@@ -353,9 +457,16 @@ impl Module {
             if target.flag(CKA_WRAP_WITH_TRUSTED) && !wrapping.object.flag(CKA_TRUSTED) {
                 return Err(rv(CKR_KEY_NOT_WRAPPABLE));
             }
-            let value = target.get(CKA_VALUE).ok_or(rv(CKR_USER_NOT_LOGGED_IN))?;
-            let mut cipher = mechanism::cipher(mechanism, wrapping.object.get(CKA_VALUE).unwrap_or_default(), true)?;
-            let mut wrapped = cipher.update(value).map_err(wrap_error)?;
+            if !has_key_material(target) {
+                return Err(rv(CKR_USER_NOT_LOGGED_IN));
+            }
+            // Secret keys wrap as their value, private keys as a PKCS#8 PrivateKeyInfo.
+            let value = match target.class() {
+                CKO_SECRET_KEY => Zeroizing::new(target.get(CKA_VALUE).unwrap_or_default().to_vec()),
+                _ => mechanism::private_key_to_pkcs8(target)?,
+            };
+            let mut cipher = start_cipher(mechanism, &wrapping.object, true)?;
+            let mut wrapped = cipher.update(&value).map_err(wrap_error)?;
             wrapped.extend_from_slice(&cipher.finish().map_err(wrap_error)?);
             Ok(deliver(&wrapped, out)?.0)
         })
@@ -368,16 +479,23 @@ impl Module {
                 CKR_KEY_TYPE_INCONSISTENT => rv(CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT),
                 _ => e,
             })?;
-            if template.get_ulong(CKA_CLASS)? != Some(CKO_SECRET_KEY) || !template.contains(CKA_KEY_TYPE) {
-                return Err(rv(CKR_TEMPLATE_INCOMPLETE));
-            }
-            if template.contains(CKA_VALUE) {
-                return Err(rv(CKR_TEMPLATE_INCONSISTENT));
-            }
-            let mut cipher = mechanism::cipher(mechanism, unwrapping.object.get(CKA_VALUE).unwrap_or_default(), false)?;
+            let class = template.get_ulong(CKA_CLASS)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))?;
+            let mut cipher = start_cipher(mechanism, &unwrapping.object, false)?;
             let mut value = cipher.update(wrapped).map_err(unwrap_error)?;
             value.extend_from_slice(&cipher.finish().map_err(unwrap_error)?);
-            let implied = AttributeTemplate::new().with(CKA_VALUE, value.to_vec());
+            let implied = match class {
+                CKO_SECRET_KEY => {
+                    if !template.contains(CKA_KEY_TYPE) {
+                        return Err(rv(CKR_TEMPLATE_INCOMPLETE));
+                    }
+                    AttributeTemplate::new().with(CKA_VALUE, value.to_vec())
+                }
+                CKO_PRIVATE_KEY => {
+                    let (key_type, parts) = mechanism::private_key_from_pkcs8(&value)?;
+                    parts.with(CKA_KEY_TYPE, encode_ulong(key_type))
+                }
+                _ => return Err(rv(CKR_TEMPLATE_INCONSISTENT)),
+            };
             let slot = self.slot(session.slot_id)?;
             let caller = policy::Caller { is_so: slot.login_state() == super::slot::LoginState::So };
             let object = policy::new_object(template, Origin::Unwrap, &implied, caller)?;
@@ -394,6 +512,24 @@ impl Module {
         self.sessions.get(handle)?;
         // The OS generator takes no seed from applications.
         Err(rv(CKR_RANDOM_SEED_NOT_SUPPORTED))
+    }
+}
+
+/// Starts a cipher with a secret key's value or an asymmetric key's components.
+fn start_cipher(mechanism: &Mechanism, key: &crate::object::Object, encrypt: bool) -> Result<Box<dyn mechanism::Cipher>> {
+    if key.class() == CKO_SECRET_KEY {
+        mechanism::cipher(mechanism, key.get(CKA_VALUE).unwrap_or_default(), encrypt)
+    } else {
+        mechanism::asym_cipher(mechanism, key, encrypt)
+    }
+}
+
+/// Whether the secret part of a key was read (it is sealed when no token key is held).
+fn has_key_material(key: &crate::object::Object) -> bool {
+    match (key.class(), key.key_type()) {
+        (CKO_PUBLIC_KEY, _) => true,
+        (CKO_PRIVATE_KEY, Some(CKK_RSA)) => key.contains(CKA_PRIVATE_EXPONENT),
+        _ => key.contains(CKA_VALUE),
     }
 }
 

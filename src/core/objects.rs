@@ -182,12 +182,18 @@ impl Module {
     pub fn destroy_object(&self, session: CK_SESSION_HANDLE, handle: CK_OBJECT_HANDLE) -> Result<()> {
         let session = self.sessions.get(session)?;
         let session = session.lock();
-        let slot = self.slot(session.slot_id)?;
         let found = self.find_object(&session, handle, false)?;
         if found.object.contains(CKA_DESTROYABLE) && !found.object.flag(CKA_DESTROYABLE) {
             return Err(rv(CKR_ACTION_PROHIBITED));
         }
-        self.check_writable(&session, slot, found.is_token(), found.object.is_private())?;
+        self.remove_object(&session, handle)
+    }
+
+    /// Removes an object the session may write.
+    pub(super) fn remove_object(&self, session: &Session, handle: CK_OBJECT_HANDLE) -> Result<()> {
+        let slot = self.slot(session.slot_id)?;
+        let found = self.find_object(session, handle, false)?;
+        self.check_writable(session, slot, found.is_token(), found.object.is_private())?;
         if let Location::Token(id) = found.entry.location {
             slot.backend.destroy_object(id)?;
         }

@@ -35,6 +35,9 @@ pub struct Session {
     pub verify: Option<Pending<Box<dyn Signer>>>,
     /// Handles found by `C_FindObjectsInit`, handed out by `C_FindObjects`.
     pub find: Option<std::vec::IntoIter<CK_OBJECT_HANDLE>>,
+    /// A CKA_ALWAYS_AUTHENTICATE key is in use: the next sign or decrypt needs
+    /// `C_Login(CKU_CONTEXT_SPECIFIC)` first.
+    pub context_login_needed: bool,
 }
 
 pub type SessionRef = Arc<Mutex<Session>>;
@@ -65,6 +68,7 @@ impl SessionTable {
             sign: None,
             verify: None,
             find: None,
+            context_login_needed: false,
         };
         self.sessions
             .write()

@@ -120,12 +120,18 @@ impl Module {
             CKU_SO => UserType::So,
             CKU_USER => UserType::User,
             CKU_CONTEXT_SPECIFIC => {
-                // Re-authentication for CKA_ALWAYS_AUTHENTICATE keys, which the soft token
-                // does not create yet: there is never an operation waiting for it.
+                // Re-authentication for the operation of a CKA_ALWAYS_AUTHENTICATE key.
                 if !slot.user_logged_in() {
                     return Err(rv(CKR_USER_NOT_LOGGED_IN));
                 }
-                return Err(rv(CKR_OPERATION_NOT_INITIALIZED));
+                let session = self.sessions.get(handle)?;
+                let mut session = session.lock();
+                if !session.context_login_needed {
+                    return Err(rv(CKR_OPERATION_NOT_INITIALIZED));
+                }
+                slot.backend.verify_user_pin(pin)?;
+                session.context_login_needed = false;
+                return Ok(());
             }
             _ => return Err(rv(CKR_USER_TYPE_INVALID)),
         };

@@ -197,3 +197,35 @@ pub fn signer(mechanism: &Mechanism, key: &[u8]) -> Result<Box<dyn Signer>> {
 pub fn digester(mechanism: &Mechanism) -> Result<Box<dyn Digester>> {
     digest::digester(mechanism)
 }
+
+// ---- PLACEHOLDERS (core integration compiles against these until the asymmetric mechanism
+// files land; the asymmetric-mechanism work replaces this whole block) ----
+pub struct KeyPairParts {
+    pub public: crate::object::AttributeTemplate,
+    pub private: crate::object::AttributeTemplate,
+}
+pub fn generate_key_pair(_m: &Mechanism, _p: &crate::object::AttributeTemplate, _q: &crate::object::AttributeTemplate) -> Result<KeyPairParts> {
+    Err(rv(CKR_MECHANISM_INVALID))
+}
+pub fn asym_signer(_m: &Mechanism, _k: &crate::object::Object, _s: bool) -> Result<Box<dyn Signer>> {
+    Err(rv(CKR_MECHANISM_INVALID))
+}
+pub fn asym_cipher(_m: &Mechanism, _k: &crate::object::Object, _e: bool) -> Result<Box<dyn Cipher>> {
+    Err(rv(CKR_MECHANISM_INVALID))
+}
+pub fn derive(_m: &Mechanism, _k: &crate::object::Object, _l: Option<usize>) -> Result<Secret> {
+    Err(rv(CKR_MECHANISM_INVALID))
+}
+pub fn complete_key(_o: &mut crate::object::Object) -> Result<()> {
+    Err(rv(CKR_ATTRIBUTE_VALUE_INVALID))
+}
+pub fn private_key_to_pkcs8(_k: &crate::object::Object) -> Result<Secret> {
+    Err(rv(CKR_KEY_NOT_WRAPPABLE))
+}
+pub fn private_key_from_pkcs8(_d: &[u8]) -> Result<(CK_KEY_TYPE, crate::object::AttributeTemplate)> {
+    Err(rv(CKR_WRAPPED_KEY_INVALID))
+}
+pub fn is_asymmetric(_t: CK_KEY_TYPE) -> bool {
+    false
+}
+// ---- END PLACEHOLDERS ----

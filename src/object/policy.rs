@@ -15,8 +15,10 @@ pub enum Origin {
     Create,
     /// `C_GenerateKey`/`C_GenerateKeyPair`: the token makes the value.
     Generate,
-    /// `C_UnwrapKey`/`C_DeriveKey`: the value comes from a wrapped blob or a derivation.
+    /// `C_UnwrapKey`: the value comes from a wrapped blob.
     Unwrap,
+    /// `C_DeriveKey`: the value comes from a derivation.
+    Derive,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -205,13 +207,14 @@ fn supported_key_type(class: CK_OBJECT_CLASS, key_type: CK_KEY_TYPE) -> bool {
             key_type,
             CKK_AES | CKK_GENERIC_SECRET | CKK_SHA256_HMAC | CKK_SHA384_HMAC | CKK_SHA512_HMAC
         ),
+        CKO_PUBLIC_KEY | CKO_PRIVATE_KEY => crate::mechanism::is_asymmetric(key_type),
         _ => false,
     }
 }
 
 /// Classes a caller may create with `C_CreateObject` today.
 fn creatable_class(class: CK_OBJECT_CLASS) -> bool {
-    matches!(class, CKO_DATA | CKO_CERTIFICATE | CKO_SECRET_KEY)
+    matches!(class, CKO_DATA | CKO_CERTIFICATE | CKO_SECRET_KEY | CKO_PUBLIC_KEY | CKO_PRIVATE_KEY)
 }
 
 /// What the core knows about the caller when it builds an object.
@@ -266,9 +269,13 @@ pub fn new_object(
         }
     }
 
+    if origin != Origin::Create && template.contains(CKA_VALUE) {
+        return Err(rv(CKR_TEMPLATE_INCONSISTENT));
+    }
     fill_defaults(&mut object, class);
     match class {
         CKO_SECRET_KEY => finish_secret_key(&mut object, origin)?,
+        CKO_PUBLIC_KEY | CKO_PRIVATE_KEY => finish_key_pair_half(&mut object, origin)?,
         CKO_CERTIFICATE => finish_certificate(&object)?,
         _ => {}
     }
@@ -324,6 +331,28 @@ fn fill_defaults(object: &mut Object, class: CK_OBJECT_CLASS) {
             }
         }
     }
+    let pair_defaults: &[(CK_ATTRIBUTE_TYPE, bool)] = match class {
+        CKO_PUBLIC_KEY => &[(CKA_ENCRYPT, true), (CKA_VERIFY, true), (CKA_VERIFY_RECOVER, false), (CKA_WRAP, true), (CKA_TRUSTED, false)],
+        CKO_PRIVATE_KEY => &[
+            (CKA_DECRYPT, true),
+            (CKA_SIGN, true),
+            (CKA_SIGN_RECOVER, false),
+            (CKA_UNWRAP, true),
+            (CKA_SENSITIVE, true),
+            (CKA_EXTRACTABLE, false),
+            (CKA_WRAP_WITH_TRUSTED, false),
+            (CKA_ALWAYS_AUTHENTICATE, false),
+        ],
+        _ => &[],
+    };
+    for (ty, value) in pair_defaults {
+        if !object.contains(*ty) {
+            object.set_bool(*ty, *value);
+        }
+    }
+    if matches!(class, CKO_PUBLIC_KEY | CKO_PRIVATE_KEY) && !object.contains(CKA_SUBJECT) {
+        object.set(CKA_SUBJECT, Vec::new());
+    }
     if class == CKO_DATA {
         for ty in [CKA_APPLICATION, CKA_OBJECT_ID, CKA_VALUE] {
             if !object.contains(ty) {
@@ -347,7 +376,7 @@ fn finish_secret_key(object: &mut Object, origin: Origin) -> Result<()> {
             }
             value_len.unwrap_or(0)
         }
-        Origin::Create | Origin::Unwrap => {
+        Origin::Create | Origin::Unwrap | Origin::Derive => {
             let len = value_len.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))?;
             if stated_len.is_some_and(|s| s as usize != len) {
                 return Err(rv(CKR_TEMPLATE_INCONSISTENT));
@@ -363,17 +392,34 @@ fn finish_secret_key(object: &mut Object, origin: Origin) -> Result<()> {
         return Err(rv(CKR_ATTRIBUTE_VALUE_INVALID));
     }
     object.set_ulong(CKA_VALUE_LEN, len as CK_ULONG);
+    set_origin_attributes(object, origin);
+    Ok(())
+}
 
+fn finish_key_pair_half(object: &mut Object, origin: Origin) -> Result<()> {
+    let key_type = object.key_type().ok_or(rv(CKR_TEMPLATE_INCOMPLETE))?;
+    if !supported_key_type(object.class(), key_type) {
+        return Err(rv(CKR_ATTRIBUTE_VALUE_INVALID));
+    }
+    crate::mechanism::complete_key(object)?;
+    set_origin_attributes(object, origin);
+    Ok(())
+}
+
+/// CKA_LOCAL, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE and CKA_KEY_GEN_MECHANISM say
+/// where a key came from; only the token sets them.
+fn set_origin_attributes(object: &mut Object, origin: Origin) {
     let generated = origin == Origin::Generate;
-    let sensitive = object.flag(CKA_SENSITIVE);
-    let extractable = object.flag(CKA_EXTRACTABLE);
     object.set_bool(CKA_LOCAL, generated);
-    object.set_bool(CKA_ALWAYS_SENSITIVE, generated && sensitive);
-    object.set_bool(CKA_NEVER_EXTRACTABLE, generated && !extractable);
     if !generated {
         object.set_ulong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
     }
-    Ok(())
+    if matches!(object.class(), CKO_SECRET_KEY | CKO_PRIVATE_KEY) {
+        let sensitive = object.flag(CKA_SENSITIVE);
+        let extractable = object.flag(CKA_EXTRACTABLE);
+        object.set_bool(CKA_ALWAYS_SENSITIVE, generated && sensitive);
+        object.set_bool(CKA_NEVER_EXTRACTABLE, generated && !extractable);
+    }
 }
 
 fn finish_certificate(object: &Object) -> Result<()> {
