@@ -30,6 +30,9 @@ p11() {
 	pkcs11-tool --module "$MODULE" "$@"
 }
 
+echo "(pkcs11-tool warns 'C_GetAttributeValue(VALUE) failed: ... CKR_ATTRIBUTE_SENSITIVE' and"
+echo " '...(ALWAYS_AUTHENTICATE) failed: ... CKR_ATTRIBUTE_TYPE_INVALID' when it shows a key: expected.)"
+
 p11 --show-info
 p11 --list-slots
 p11 --init-token --label demo --so-pin "$SO_PIN"
