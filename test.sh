@@ -30,8 +30,8 @@ status=0
 echo "== cargo build --locked"
 cargo build --locked
 
-echo "== cargo test --locked"
-cargo test --locked || status=1
+echo "== cargo test --locked --no-fail-fast"
+cargo test --locked --no-fail-fast || status=1
 
 # ---- real consumers against the module just built
 echo "== conformance/run"
