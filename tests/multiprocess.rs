@@ -1,0 +1,106 @@
+//! Two processes on one token file. The test binary re-executes one of its own tests as the
+//! second process (`run_child`); the parent stays initialised throughout.
+mod common;
+use common::*;
+
+const CHILD_KEY: [u8; 16] = *b"child-made-key!!";
+const NEW_PIN: &[u8] = b"unlocked-user-pin";
+
+fn ecb(s: CK_SESSION_HANDLE, k: CK_OBJECT_HANDLE) -> Vec<u8> {
+    encrypt(s, &Mech::new(CKM_AES_ECB), k, &[0x10; 16]).unwrap()
+}
+
+fn finalize_child() {
+    assert_rv(ck!(C_Finalize, std::ptr::null_mut()), CKR_OK);
+}
+
+#[test]
+fn two_processes_share_one_token_file() {
+    if let Some(role) = child_role() {
+        let slot = child_slot();
+        fx();
+        match role.as_str() {
+            "create" => {
+                let s = user_session(slot);
+                assert_eq!(find_label(s, "from-parent").len(), 0);
+                create(s, &data_tmpl("from-child", &[ab(CKA_TOKEN, true), ab(CKA_PRIVATE, false)])).unwrap();
+                aes_key(s, &CHILD_KEY, &[ab(CKA_TOKEN, true), av(CKA_LABEL, "child-key")]);
+            }
+            "check" => {
+                let s = open(slot, false).unwrap();
+                assert_eq!(find_label(s, "from-parent").len(), 1, "child does not see the parent's object");
+                assert!(find_label(s, "from-child").is_empty(), "child still sees an object the parent destroyed");
+                let i = token_info(slot).unwrap();
+                assert_eq!(trimmed(&i.label), "test");
+            }
+            r => panic!("unknown role {r}"),
+        }
+        finalize_child();
+        return child_done(&role);
+    }
+
+    let slot = fx().token();
+    let s = user_session(slot);
+    assert!(find_label(s, "from-child").is_empty());
+    run_child("two_processes_share_one_token_file", slot, "create");
+
+    // Without re-initialising, a new search sees the child's objects.
+    assert_eq!(find_label(s, "from-child").len(), 1, "parent does not see the child's public object");
+    let keys = find_label(s, "child-key");
+    assert_eq!(keys.len(), 1, "parent does not see the child's private key");
+    let mine = aes_key(s, &CHILD_KEY, &[]);
+    assert_eq!(ecb(s, keys[0]), ecb(s, mine), "the child's key has another value in the parent");
+
+    create(s, &data_tmpl("from-parent", &[ab(CKA_TOKEN, true), ab(CKA_PRIVATE, false)])).unwrap();
+    destroy(s, find_label(s, "from-child")[0]).unwrap();
+    run_child("two_processes_share_one_token_file", slot, "check");
+    close(s).unwrap();
+}
+
+#[test]
+fn lockout_holds_across_processes() {
+    if let Some(role) = child_role() {
+        let slot = child_slot();
+        fx();
+        let s = open(slot, true).unwrap();
+        match role.as_str() {
+            "fail" => {
+                let f = token_flags(slot);
+                assert_ne!(f & CKF_USER_PIN_COUNT_LOW, 0, "the parent's failures are not counted here");
+                for i in 0..4 {
+                    expect_rv(login(s, CKU_USER, format!("child-wrong-{i}").as_bytes()), CKR_PIN_INCORRECT);
+                }
+                assert_ne!(token_flags(slot) & CKF_USER_PIN_FINAL_TRY, 0, "9 failures in total: FINAL_TRY");
+                expect_one_of(login(s, CKU_USER, b"child-wrong-last"), &[CKR_PIN_INCORRECT, CKR_PIN_LOCKED]);
+                assert_ne!(token_flags(slot) & CKF_USER_PIN_LOCKED, 0);
+                expect_rv(login(s, CKU_USER, USER_PIN), CKR_PIN_LOCKED);
+            }
+            "unlocked" => {
+                let f = token_flags(slot);
+                assert_eq!(f & (CKF_USER_PIN_LOCKED | CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_COUNT_LOW), 0);
+                expect_rv(login(s, CKU_USER, USER_PIN), CKR_PIN_INCORRECT);
+                login(s, CKU_USER, NEW_PIN).unwrap();
+            }
+            r => panic!("unknown role {r}"),
+        }
+        close(s).unwrap();
+        finalize_child();
+        return child_done(&role);
+    }
+
+    let slot = fx().token();
+    let s = open(slot, true).unwrap();
+    for i in 0..5 {
+        expect_rv(login(s, CKU_USER, format!("parent-wrong-{i}").as_bytes()), CKR_PIN_INCORRECT);
+    }
+    run_child("lockout_holds_across_processes", slot, "fail");
+    assert_ne!(token_flags(slot) & CKF_USER_PIN_LOCKED, 0, "parent does not see the lockout");
+    expect_rv(login(s, CKU_USER, USER_PIN), CKR_PIN_LOCKED);
+
+    login(s, CKU_SO, SO_PIN).unwrap();
+    init_pin(s, NEW_PIN).unwrap();
+    logout(s).unwrap();
+    run_child("lockout_holds_across_processes", slot, "unlocked");
+    login(s, CKU_USER, NEW_PIN).unwrap();
+    close(s).unwrap();
+}

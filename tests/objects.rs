@@ -1,0 +1,448 @@
+//! Object management: create/copy/destroy, attributes, find, key policy attributes.
+mod common;
+use common::*;
+
+use std::collections::BTreeSet;
+use std::ffi::c_void;
+use std::ptr;
+
+const BLOCK: [u8; 16] = [0x5a; 16];
+
+fn label_of(s: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE) -> String {
+    String::from_utf8(get_attr(s, o, CKA_LABEL).unwrap()).unwrap()
+}
+
+fn set(v: Vec<CK_OBJECT_HANDLE>) -> BTreeSet<CK_OBJECT_HANDLE> {
+    v.into_iter().collect()
+}
+
+#[test]
+fn session_and_token_objects() {
+    let slot = fx().token();
+    let s1 = user_session(slot);
+    let s2 = open(slot, true).unwrap();
+    let sess = create(s1, &data_tmpl("sess", &[])).unwrap();
+    let tok = create(s1, &data_tmpl("tok", &[ab(CKA_TOKEN, true)])).unwrap();
+    assert!(!get_bool(s1, sess, CKA_TOKEN).unwrap(), "CKA_TOKEN defaults to false");
+    assert!(get_bool(s1, tok, CKA_TOKEN).unwrap());
+    assert_eq!(find_label(s2, "sess"), vec![sess], "session objects are visible to the application's other sessions");
+    assert_eq!(find_label(s2, "tok"), vec![tok]);
+
+    close(s1).unwrap();
+    expect_rv(get_attr(s2, sess, CKA_LABEL), CKR_OBJECT_HANDLE_INVALID);
+    assert!(find_label(s2, "sess").is_empty(), "session object outlived its session");
+    assert_eq!(find_label(s2, "tok"), vec![tok]);
+
+    let ro = open(slot, false).unwrap();
+    expect_rv(create(ro, &data_tmpl("ro-tok", &[ab(CKA_TOKEN, true)])), CKR_SESSION_READ_ONLY);
+    let ro_sess = create(ro, &data_tmpl("ro-sess", &[])).expect("session object in an RO session");
+    expect_rv(destroy(ro, tok), CKR_SESSION_READ_ONLY);
+    expect_rv(set_attrs(ro, tok, &[av(CKA_LABEL, "renamed")]), CKR_SESSION_READ_ONLY);
+    expect_rv(copy(ro, ro_sess, &[ab(CKA_TOKEN, true)]), CKR_SESSION_READ_ONLY);
+    destroy(ro, ro_sess).unwrap();
+    assert_eq!(label_of(ro, tok), "tok");
+}
+
+#[test]
+fn private_objects_need_login() {
+    let slot = fx().token();
+    let s = user_session(slot);
+    let private = create(s, &data_tmpl("priv", &[ab(CKA_TOKEN, true), ab(CKA_PRIVATE, true)])).unwrap();
+    let public = create(s, &data_tmpl("pub", &[ab(CKA_TOKEN, true), ab(CKA_PRIVATE, false)])).unwrap();
+    let key = aes_key(s, &[1; 16], &[ab(CKA_TOKEN, true)]);
+    assert!(get_bool(s, key, CKA_PRIVATE).unwrap(), "secret keys are private by default");
+    logout(s).unwrap();
+
+    assert_eq!(find(s, &[]).unwrap(), vec![public], "only the public object is visible");
+    assert!(find_label(s, "priv").is_empty());
+    for h in [private, key] {
+        expect_one_of(get_attr(s, h, CKA_LABEL), &[CKR_OBJECT_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN]);
+    }
+    expect_rv(create(s, &data_tmpl("x", &[ab(CKA_PRIVATE, true)])), CKR_USER_NOT_LOGGED_IN);
+    expect_rv(create(s, &aes_tmpl(&[1; 16], &[])), CKR_USER_NOT_LOGGED_IN);
+
+    login(s, CKU_USER, USER_PIN).unwrap();
+    assert_eq!(set(find(s, &[]).unwrap()), set(vec![private, public, key]));
+    assert_eq!(label_of(s, private), "priv");
+    close(s).unwrap();
+}
+
+#[test]
+fn create_data_and_secret_keys() {
+    let s = user_session(fx().token());
+    let d = create(s, &data_tmpl("d1", &[av(CKA_APPLICATION, "app"), av(CKA_VALUE, b"\x00\x01payload")])).unwrap();
+    assert_eq!(get_ulong(s, d, CKA_CLASS).unwrap(), CKO_DATA);
+    assert_eq!(get_attr(s, d, CKA_VALUE).unwrap(), b"\x00\x01payload");
+    assert_eq!(get_attr(s, d, CKA_APPLICATION).unwrap(), b"app");
+    assert!(!get_bool(s, d, CKA_TOKEN).unwrap());
+
+    for len in [16usize, 24, 32] {
+        let v: Vec<u8> = (0..len as u8).collect();
+        let k = aes_key(s, &v, &[ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)]);
+        assert_eq!(get_ulong(s, k, CKA_CLASS).unwrap(), CKO_SECRET_KEY);
+        assert_eq!(get_ulong(s, k, CKA_KEY_TYPE).unwrap(), CKK_AES);
+        assert_eq!(get_ulong(s, k, CKA_VALUE_LEN).unwrap(), len as CK_ULONG);
+        assert_eq!(get_attr(s, k, CKA_VALUE).unwrap(), v);
+    }
+    let g = create(s, &generic_tmpl(&[7; 20], &[ab(CKA_SENSITIVE, false)])).unwrap();
+    assert_eq!(get_ulong(s, g, CKA_KEY_TYPE).unwrap(), CKK_GENERIC_SECRET);
+    assert_eq!(get_ulong(s, g, CKA_VALUE_LEN).unwrap(), 20);
+    assert_eq!(get_attr(s, g, CKA_VALUE).unwrap(), vec![7; 20]);
+
+    // Defaults, for an imported and for a generated key.
+    let imported = aes_key(s, &[2; 16], &[]);
+    let generated = gen_aes(s, 16, &[]).unwrap();
+    for k in [imported, generated] {
+        for (attr, want) in [
+            (CKA_SENSITIVE, true), (CKA_EXTRACTABLE, false), (CKA_PRIVATE, true), (CKA_TOKEN, false),
+            (CKA_ENCRYPT, true), (CKA_DECRYPT, true), (CKA_SIGN, true), (CKA_VERIFY, true),
+            (CKA_WRAP, true), (CKA_UNWRAP, true), (CKA_DERIVE, false),
+            (CKA_MODIFIABLE, true), (CKA_COPYABLE, true), (CKA_DESTROYABLE, true),
+        ] {
+            assert_eq!(get_bool(s, k, attr).unwrap(), want, "default of attribute 0x{attr:x} (key {k})");
+        }
+    }
+    close(s).unwrap();
+}
+
+#[test]
+fn create_template_errors() {
+    let slot = fx().token();
+    let s = user_session(slot);
+    let sk = au(CKA_CLASS, CKO_SECRET_KEY);
+    let aes = au(CKA_KEY_TYPE, CKK_AES);
+    let v16 = av(CKA_VALUE, [0u8; 16]);
+    expect_rv(create(s, &[sk.clone(), aes.clone()]), CKR_TEMPLATE_INCOMPLETE);
+    expect_rv(create(s, &[aes.clone(), v16.clone()]), CKR_TEMPLATE_INCOMPLETE);
+    expect_rv(create(s, &[sk.clone(), v16.clone()]), CKR_TEMPLATE_INCOMPLETE);
+    for n in [0usize, 1, 8, 15, 17, 31, 33, 64] {
+        expect_rv(create(s, &aes_tmpl(&vec![1u8; n], &[])), CKR_ATTRIBUTE_VALUE_INVALID);
+    }
+    // Malformed values: CK_BBOOL must be one byte, CK_ULONG must be sizeof(CK_ULONG).
+    expect_rv(create(s, &aes_tmpl(&[1; 16], &[(CKA_TOKEN, vec![1, 0])])), CKR_ATTRIBUTE_VALUE_INVALID);
+    expect_rv(create(s, &aes_tmpl(&[1; 16], &[(CKA_SENSITIVE, vec![])])), CKR_ATTRIBUTE_VALUE_INVALID);
+    expect_rv(create(s, &aes_tmpl(&[1; 16], &[(CKA_KEY_TYPE, vec![0x1f, 0, 0, 0])])), CKR_ATTRIBUTE_VALUE_INVALID);
+    // Attributes only the token sets.
+    expect_rv(create(s, &aes_tmpl(&[1; 16], &[ab(CKA_LOCAL, true)])), CKR_ATTRIBUTE_READ_ONLY);
+    for bad in [ab(CKA_ALWAYS_SENSITIVE, true), ab(CKA_NEVER_EXTRACTABLE, true), au(CKA_KEY_GEN_MECHANISM, CKM_AES_KEY_GEN)] {
+        expect_one_of(create(s, &aes_tmpl(&[1; 16], &[bad])), &[CKR_ATTRIBUTE_READ_ONLY, CKR_TEMPLATE_INCONSISTENT]);
+    }
+    // CKA_VALUE_LEN must not be given with C_CreateObject.
+    expect_one_of(create(s, &aes_tmpl(&[1; 16], &[au(CKA_VALUE_LEN, 16)])), &[CKR_TEMPLATE_INCONSISTENT, CKR_ATTRIBUTE_READ_ONLY]);
+    expect_rv(create(s, &aes_tmpl(&[1; 16], &[av(CKA_VENDOR_DEFINED | 0x4242, b"?")])), CKR_ATTRIBUTE_TYPE_INVALID);
+    // Key type / class inconsistent with the generation mechanism.
+    expect_rv(gen_aes(s, 16, &[au(CKA_KEY_TYPE, CKK_GENERIC_SECRET)]), CKR_TEMPLATE_INCONSISTENT);
+    expect_rv(gen_aes(s, 16, &[au(CKA_CLASS, CKO_DATA)]), CKR_TEMPLATE_INCONSISTENT);
+    expect_rv(gen_key(s, &Mech::new(CKM_AES_KEY_GEN), &[]), CKR_TEMPLATE_INCOMPLETE);
+    expect_rv(gen_key(s, &Mech::new(CKM_GENERIC_SECRET_KEY_GEN), &[]), CKR_TEMPLATE_INCOMPLETE);
+
+    let ro = open(slot, false).unwrap();
+    expect_rv(create(ro, &aes_tmpl(&[1; 16], &[ab(CKA_TOKEN, true)])), CKR_SESSION_READ_ONLY);
+    expect_rv(gen_aes(ro, 16, &[ab(CKA_TOKEN, true)]), CKR_SESSION_READ_ONLY);
+    close(ro).unwrap();
+
+    let mut h = 0;
+    assert_rv(ck!(C_CreateObject, s, ptr::null_mut(), 1, &mut h), CKR_ARGUMENTS_BAD);
+    // Nothing above left an object behind.
+    assert!(find(s, &[]).unwrap().is_empty());
+    close(s).unwrap();
+}
+
+#[test]
+fn copy_object() {
+    let slot = fx().token();
+    let s = user_session(slot);
+    let v = [0x11u8; 32];
+    let k = aes_key(s, &v, &[av(CKA_LABEL, "orig"), ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)]);
+    let c = copy(s, k, &[ab(CKA_TOKEN, true), av(CKA_LABEL, "copy")]).unwrap();
+    assert_ne!(c, k);
+    assert_eq!((label_of(s, k), label_of(s, c)), ("orig".into(), "copy".into()));
+    assert_eq!((get_bool(s, k, CKA_TOKEN).unwrap(), get_bool(s, c, CKA_TOKEN).unwrap()), (false, true));
+    assert_eq!(get_attr(s, c, CKA_VALUE).unwrap(), v);
+    assert_eq!(find_label(s, "copy"), vec![c]);
+    let ecb = Mech::new(CKM_AES_ECB);
+    assert_eq!(encrypt(s, &ecb, c, &BLOCK).unwrap(), encrypt(s, &ecb, k, &BLOCK).unwrap());
+
+    // A copy may tighten SENSITIVE / EXTRACTABLE; then it was never "always sensitive".
+    let tight = copy(s, k, &[ab(CKA_SENSITIVE, true), ab(CKA_EXTRACTABLE, false)]).unwrap();
+    expect_rv(get_attr(s, tight, CKA_VALUE), CKR_ATTRIBUTE_SENSITIVE);
+    assert!(!get_bool(s, tight, CKA_NEVER_EXTRACTABLE).unwrap());
+    assert!(!get_bool(s, tight, CKA_ALWAYS_SENSITIVE).unwrap());
+    // ... but not loosen them.
+    let sens = aes_key(s, &v, &[]);
+    expect_rv(copy(s, sens, &[ab(CKA_SENSITIVE, false)]), CKR_ATTRIBUTE_READ_ONLY);
+    expect_rv(copy(s, sens, &[ab(CKA_EXTRACTABLE, true)]), CKR_ATTRIBUTE_READ_ONLY);
+    expect_one_of(copy(s, k, &[au(CKA_CLASS, CKO_DATA)]), &[CKR_ATTRIBUTE_READ_ONLY, CKR_TEMPLATE_INCONSISTENT]);
+    let nocopy = aes_key(s, &v, &[ab(CKA_COPYABLE, false)]);
+    expect_rv(copy(s, nocopy, &[]), CKR_ACTION_PROHIBITED);
+    expect_rv(copy(s, 0xdead_beef, &[]), CKR_OBJECT_HANDLE_INVALID);
+
+    let d = create(s, &data_tmpl("data", &[])).unwrap();
+    let d2 = copy(s, d, &[av(CKA_LABEL, "data-copy")]).unwrap();
+    assert_eq!(get_attr(s, d2, CKA_VALUE).unwrap(), b"data");
+    close(s).unwrap();
+}
+
+#[test]
+fn destroy_object() {
+    let s = user_session(fx().token());
+    let k = aes_key(s, &[4; 16], &[ab(CKA_TOKEN, true), av(CKA_LABEL, "doomed")]);
+    destroy(s, k).unwrap();
+    expect_rv(get_attr(s, k, CKA_LABEL), CKR_OBJECT_HANDLE_INVALID);
+    expect_rv(destroy(s, k), CKR_OBJECT_HANDLE_INVALID);
+    assert!(find_label(s, "doomed").is_empty());
+    expect_rv(encrypt_init(s, &Mech::new(CKM_AES_ECB), k), CKR_KEY_HANDLE_INVALID);
+
+    let keep = create(s, &data_tmpl("keep", &[ab(CKA_DESTROYABLE, false)])).unwrap();
+    expect_rv(destroy(s, keep), CKR_ACTION_PROHIBITED);
+    assert_eq!(find_label(s, "keep"), vec![keep]);
+    close(s).unwrap();
+}
+
+/// Raw C_GetAttributeValue on a caller-built template.
+fn get_raw(s: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE, t: &mut [CK_ATTRIBUTE]) -> CK_RV {
+    ck!(C_GetAttributeValue, s, o, t.as_mut_ptr(), t.len() as CK_ULONG)
+}
+
+fn attr(t: CK_ATTRIBUTE_TYPE, buf: &mut [u8]) -> CK_ATTRIBUTE {
+    CK_ATTRIBUTE {
+        type_: t,
+        pValue: if buf.is_empty() { ptr::null_mut() } else { buf.as_mut_ptr() as *mut c_void },
+        ulValueLen: buf.len() as CK_ULONG,
+    }
+}
+
+#[test]
+fn get_attribute_value_rules() {
+    let s = user_session(fx().token());
+    let d = create(s, &data_tmpl("hello", &[])).unwrap();
+
+    let mut t = [attr(CKA_LABEL, &mut [])];
+    assert_rv(get_raw(s, d, &mut t), CKR_OK);
+    assert_eq!(t[0].ulValueLen, 5, "length query");
+    let mut small = [0u8; 2];
+    let mut t = [attr(CKA_LABEL, &mut small)];
+    assert_rv(get_raw(s, d, &mut t), CKR_BUFFER_TOO_SMALL);
+    assert_eq!(t[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+    let mut big = [0u8; 64];
+    let mut t = [attr(CKA_LABEL, &mut big)];
+    assert_rv(get_raw(s, d, &mut t), CKR_OK);
+    assert_eq!(&big[..t[0].ulValueLen as usize], b"hello");
+
+    let mut t = [attr(CKA_VENDOR_DEFINED | 0x4242, &mut [])];
+    assert_rv(get_raw(s, d, &mut t), CKR_ATTRIBUTE_TYPE_INVALID);
+    assert_eq!(t[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+    expect_rv(get_attr(s, d, CKA_KEY_TYPE), CKR_ATTRIBUTE_TYPE_INVALID);
+
+    let k = aes_key(s, &[3; 16], &[ab(CKA_EXTRACTABLE, true)]);
+    let mut t = [attr(CKA_VALUE, &mut [])];
+    assert_rv(get_raw(s, k, &mut t), CKR_ATTRIBUTE_SENSITIVE);
+    assert_eq!(t[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+    // Every attribute is processed even when one is sensitive.
+    let (mut l, mut v, mut c) = ([0u8; 16], [0u8; 32], [0u8; 8]);
+    let mut t = [attr(CKA_LABEL, &mut l), attr(CKA_VALUE, &mut v), attr(CKA_CLASS, &mut c)];
+    assert_rv(get_raw(s, k, &mut t), CKR_ATTRIBUTE_SENSITIVE);
+    assert_eq!(t[1].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+    assert_eq!(t[2].ulValueLen as usize, std::mem::size_of::<CK_ULONG>());
+    assert_eq!(CK_ULONG::from_ne_bytes(c), CKO_SECRET_KEY);
+    // ... and when one has an unknown type.
+    let mut c = [0u8; 8];
+    let mut t = [attr(CKA_VENDOR_DEFINED | 1, &mut []), attr(CKA_CLASS, &mut c)];
+    assert_rv(get_raw(s, d, &mut t), CKR_ATTRIBUTE_TYPE_INVALID);
+    assert_eq!(t[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+    assert_eq!(CK_ULONG::from_ne_bytes(c), CKO_DATA);
+
+    let plain = aes_key(s, &[3; 16], &[ab(CKA_SENSITIVE, false)]);
+    assert_eq!(get_attr(s, plain, CKA_VALUE).unwrap(), vec![3; 16], "non-sensitive value is readable");
+    expect_rv(get_attr(s, 0xdead_beef, CKA_LABEL), CKR_OBJECT_HANDLE_INVALID);
+    assert_rv(ck!(C_GetAttributeValue, s, d, ptr::null_mut(), 1), CKR_ARGUMENTS_BAD);
+    close(s).unwrap();
+}
+
+#[test]
+fn set_attribute_value_rules() {
+    let s = user_session(fx().token());
+    let k = aes_key(s, &[5; 16], &[av(CKA_LABEL, "before")]);
+    set_attrs(s, k, &[av(CKA_LABEL, "after")]).unwrap();
+    assert_eq!(label_of(s, k), "after");
+    set_attrs(s, k, &[av(CKA_ID, [1, 2, 3]), ab(CKA_ENCRYPT, false)]).unwrap();
+    assert_eq!(get_attr(s, k, CKA_ID).unwrap(), vec![1, 2, 3]);
+    assert!(!get_bool(s, k, CKA_ENCRYPT).unwrap());
+
+    expect_rv(set_attrs(s, k, &[au(CKA_CLASS, CKO_DATA)]), CKR_ATTRIBUTE_READ_ONLY);
+    expect_rv(set_attrs(s, k, &[au(CKA_KEY_TYPE, CKK_GENERIC_SECRET)]), CKR_ATTRIBUTE_READ_ONLY);
+    expect_rv(set_attrs(s, k, &[av(CKA_VALUE, [6; 16])]), CKR_ATTRIBUTE_READ_ONLY);
+    expect_rv(set_attrs(s, k, &[ab(CKA_SENSITIVE, false)]), CKR_ATTRIBUTE_READ_ONLY);
+    expect_rv(set_attrs(s, k, &[ab(CKA_EXTRACTABLE, true)]), CKR_ATTRIBUTE_READ_ONLY);
+    expect_rv(set_attrs(s, k, &[ab(CKA_LOCAL, true)]), CKR_ATTRIBUTE_READ_ONLY);
+    expect_rv(set_attrs(s, k, &[av(CKA_VENDOR_DEFINED | 0x4242, b"?")]), CKR_ATTRIBUTE_TYPE_INVALID);
+    expect_rv(set_attrs(s, k, &[(CKA_DECRYPT, vec![1, 1])]), CKR_ATTRIBUTE_VALUE_INVALID);
+    assert!(get_bool(s, k, CKA_SENSITIVE).unwrap());
+    assert!(!get_bool(s, k, CKA_EXTRACTABLE).unwrap());
+
+    let loose = aes_key(s, &[5; 16], &[ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)]);
+    set_attrs(s, loose, &[ab(CKA_SENSITIVE, true)]).unwrap();
+    set_attrs(s, loose, &[ab(CKA_EXTRACTABLE, false)]).unwrap();
+    assert!(!get_bool(s, loose, CKA_ALWAYS_SENSITIVE).unwrap());
+    assert!(!get_bool(s, loose, CKA_NEVER_EXTRACTABLE).unwrap());
+    expect_rv(get_attr(s, loose, CKA_VALUE), CKR_ATTRIBUTE_SENSITIVE);
+    expect_rv(set_attrs(s, loose, &[ab(CKA_SENSITIVE, false)]), CKR_ATTRIBUTE_READ_ONLY);
+
+    let fixed = aes_key(s, &[5; 16], &[ab(CKA_MODIFIABLE, false), av(CKA_LABEL, "fixed")]);
+    expect_rv(set_attrs(s, fixed, &[av(CKA_LABEL, "changed")]), CKR_ACTION_PROHIBITED);
+    assert_eq!(label_of(s, fixed), "fixed");
+    expect_rv(set_attrs(s, 0xdead_beef, &[av(CKA_LABEL, "x")]), CKR_OBJECT_HANDLE_INVALID);
+    close(s).unwrap();
+}
+
+#[test]
+fn object_size() {
+    let s = user_session(fx().token());
+    let d = create(s, &data_tmpl("sized", &[])).unwrap();
+    let mut n: CK_ULONG = 0;
+    assert_rv(ck!(C_GetObjectSize, s, d, &mut n), CKR_OK);
+    assert!(n > 0, "object size 0");
+    assert_rv(ck!(C_GetObjectSize, s, 0xdead_beef, &mut n), CKR_OBJECT_HANDLE_INVALID);
+    assert_rv(ck!(C_GetObjectSize, s, d, ptr::null_mut()), CKR_ARGUMENTS_BAD);
+    close(s).unwrap();
+}
+
+#[test]
+fn find_with_templates() {
+    let slot = fx().token();
+    let s = user_session(slot);
+    let tok = [ab(CKA_TOKEN, true)];
+    let d_alpha = create(s, &data_tmpl("alpha", &merge(vec![av(CKA_ID, [1])], &tok))).unwrap();
+    let d_alpha2 = create(s, &data_tmpl("alpha2", &[av(CKA_ID, [2])])).unwrap();
+    let k_alpha = aes_key(s, &[1; 16], &[av(CKA_LABEL, "alpha"), av(CKA_ID, [1])]);
+    let g_beta = create(s, &generic_tmpl(&[2; 16], &[av(CKA_LABEL, "beta"), av(CKA_ID, [3]), ab(CKA_TOKEN, true)])).unwrap();
+    let d_beta = create(s, &data_tmpl("beta", &[ab(CKA_TOKEN, true), ab(CKA_PRIVATE, false)])).unwrap();
+    let all = set(vec![d_alpha, d_alpha2, k_alpha, g_beta, d_beta]);
+
+    let q = |a: &[Attr]| set(find(s, a).unwrap());
+    assert_eq!(q(&[]), all, "empty template finds every visible object");
+    assert_eq!(q(&[au(CKA_CLASS, CKO_DATA)]), set(vec![d_alpha, d_alpha2, d_beta]));
+    assert_eq!(q(&[au(CKA_CLASS, CKO_SECRET_KEY)]), set(vec![k_alpha, g_beta]));
+    assert_eq!(q(&[av(CKA_LABEL, "alpha")]), set(vec![d_alpha, k_alpha]), "labels match exactly");
+    assert_eq!(q(&[av(CKA_LABEL, "alph")]), set(vec![]), "no prefix matching");
+    assert_eq!(q(&[av(CKA_ID, [1])]), set(vec![d_alpha, k_alpha]));
+    assert_eq!(q(&[av(CKA_ID, [1]), au(CKA_CLASS, CKO_SECRET_KEY)]), set(vec![k_alpha]));
+    assert_eq!(q(&[ab(CKA_TOKEN, true)]), set(vec![d_alpha, g_beta, d_beta]));
+    assert_eq!(q(&[ab(CKA_TOKEN, false)]), set(vec![d_alpha2, k_alpha]));
+    assert_eq!(q(&[au(CKA_KEY_TYPE, CKK_AES)]), set(vec![k_alpha]));
+    assert_eq!(q(&[av(CKA_LABEL, "nope")]), set(vec![]));
+    assert_eq!(q(&[ab(CKA_PRIVATE, false)]), set(vec![d_beta]));
+    for h in q(&[av(CKA_LABEL, "beta")]) {
+        assert_eq!(label_of(s, h), "beta", "found handles are usable");
+    }
+
+    let mut buf = [0; 4];
+    let mut n = 0;
+    assert_rv(ck!(C_FindObjects, s, buf.as_mut_ptr(), 4, &mut n), CKR_OPERATION_NOT_INITIALIZED);
+    assert_rv(ck!(C_FindObjectsFinal, s), CKR_OPERATION_NOT_INITIALIZED);
+    assert_rv(ck!(C_FindObjectsInit, s, ptr::null_mut(), 0), CKR_OK);
+    assert_rv(ck!(C_FindObjectsInit, s, ptr::null_mut(), 0), CKR_OPERATION_ACTIVE);
+    assert_rv(ck!(C_FindObjects, s, buf.as_mut_ptr(), 4, ptr::null_mut()), CKR_ARGUMENTS_BAD);
+    assert_rv(ck!(C_FindObjectsFinal, s), CKR_OK);
+    assert_eq!(q(&[]), all, "a new search works after C_FindObjectsFinal");
+    close(s).unwrap();
+}
+
+#[test]
+fn generated_vs_created_key_attributes() {
+    let s = user_session(fx().token());
+    let check = |k, local, mech: CK_ULONG, always_sensitive, never_extractable| {
+        assert_eq!(get_bool(s, k, CKA_LOCAL).unwrap(), local, "CKA_LOCAL");
+        assert_eq!(get_ulong(s, k, CKA_KEY_GEN_MECHANISM).unwrap(), mech, "CKA_KEY_GEN_MECHANISM");
+        assert_eq!(get_bool(s, k, CKA_ALWAYS_SENSITIVE).unwrap(), always_sensitive, "CKA_ALWAYS_SENSITIVE");
+        assert_eq!(get_bool(s, k, CKA_NEVER_EXTRACTABLE).unwrap(), never_extractable, "CKA_NEVER_EXTRACTABLE");
+    };
+    let g = gen_aes(s, 32, &[]).unwrap();
+    check(g, true, CKM_AES_KEY_GEN, true, true);
+    let c = aes_key(s, &[8; 32], &[]);
+    check(c, false, CK_UNAVAILABLE_INFORMATION, false, false);
+    let g2 = gen_aes(s, 16, &[ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)]).unwrap();
+    check(g2, true, CKM_AES_KEY_GEN, false, false);
+    set_attrs(s, g2, &[ab(CKA_SENSITIVE, true), ab(CKA_EXTRACTABLE, false)]).unwrap();
+    check(g2, true, CKM_AES_KEY_GEN, false, false);
+    let gg = gen_key(s, &Mech::new(CKM_GENERIC_SECRET_KEY_GEN), &[au(CKA_VALUE_LEN, 24)]).unwrap();
+    check(gg, true, CKM_GENERIC_SECRET_KEY_GEN, true, true);
+    assert_eq!(get_ulong(s, gg, CKA_KEY_TYPE).unwrap(), CKK_GENERIC_SECRET);
+    assert_eq!(get_ulong(s, gg, CKA_VALUE_LEN).unwrap(), 24);
+    close(s).unwrap();
+}
+
+#[test]
+fn allowed_mechanisms_enforced() {
+    let s = user_session(fx().token());
+    let allowed = mechs_attr(&[CKM_AES_GCM, CKM_AES_CBC_PAD]);
+    let k = aes_key(s, &[3; 16], &[allowed.clone()]);
+    assert_eq!(get_attr(s, k, CKA_ALLOWED_MECHANISMS).unwrap(), allowed.1);
+    encrypt(s, &Mech::gcm(&[0; 12], b"", 128), k, b"ok").unwrap();
+    encrypt(s, &Mech::bytes(CKM_AES_CBC_PAD, &[0; 16]), k, b"ok").unwrap();
+    expect_rv(encrypt_init(s, &Mech::new(CKM_AES_ECB), k), CKR_MECHANISM_INVALID);
+    expect_rv(encrypt_init(s, &Mech::ctr(128, &[0; 16]), k), CKR_MECHANISM_INVALID);
+    expect_rv(decrypt_init(s, &Mech::new(CKM_AES_ECB), k), CKR_MECHANISM_INVALID);
+    let target = aes_key(s, &[4; 16], &[ab(CKA_EXTRACTABLE, true)]);
+    expect_rv(wrap(s, &Mech::new(CKM_AES_KEY_WRAP), k, target), CKR_MECHANISM_INVALID);
+    // The failed inits left no operation active.
+    encrypt(s, &Mech::gcm(&[0; 12], b"", 128), k, b"still ok").unwrap();
+    close(s).unwrap();
+}
+
+#[test]
+fn key_usage_and_type_checks() {
+    let s = user_session(fx().token());
+    let ecb = Mech::new(CKM_AES_ECB);
+    let noenc = aes_key(s, &[1; 16], &[ab(CKA_ENCRYPT, false)]);
+    expect_rv(encrypt_init(s, &ecb, noenc), CKR_KEY_FUNCTION_NOT_PERMITTED);
+    let ct = decrypt(s, &ecb, noenc, &BLOCK).expect("decrypt is still allowed");
+    assert_eq!(ct.len(), 16);
+    let nodec = aes_key(s, &[1; 16], &[ab(CKA_DECRYPT, false)]);
+    expect_rv(decrypt_init(s, &ecb, nodec), CKR_KEY_FUNCTION_NOT_PERMITTED);
+    set_attrs(s, noenc, &[ab(CKA_ENCRYPT, true)]).unwrap();
+    assert_eq!(encrypt(s, &ecb, noenc, &BLOCK).unwrap(), encrypt(s, &ecb, nodec, &BLOCK).unwrap());
+
+    let hmac = Mech::new(CKM_SHA256_HMAC);
+    let nosign = create(s, &generic_tmpl(b"Jefe", &[ab(CKA_SIGN, false)])).unwrap();
+    expect_rv(sign_init(s, &hmac, nosign), CKR_KEY_FUNCTION_NOT_PERMITTED);
+    let noverify = create(s, &generic_tmpl(b"Jefe", &[ab(CKA_VERIFY, false)])).unwrap();
+    expect_rv(verify_init(s, &hmac, noverify), CKR_KEY_FUNCTION_NOT_PERMITTED);
+
+    let generic = create(s, &generic_tmpl(&[1; 16], &[])).unwrap();
+    expect_rv(encrypt_init(s, &ecb, generic), CKR_KEY_TYPE_INCONSISTENT);
+    expect_rv(encrypt_init(s, &Mech::gcm(&[0; 12], b"", 128), generic), CKR_KEY_TYPE_INCONSISTENT);
+    expect_rv(decrypt_init(s, &Mech::bytes(CKM_AES_CBC, &[0; 16]), generic), CKR_KEY_TYPE_INCONSISTENT);
+
+    let data = create(s, &data_tmpl("not-a-key", &[])).unwrap();
+    expect_one_of(encrypt_init(s, &ecb, data), &[CKR_KEY_HANDLE_INVALID, CKR_KEY_TYPE_INCONSISTENT]);
+    expect_rv(encrypt_init(s, &ecb, 0xdead_beef), CKR_KEY_HANDLE_INVALID);
+    expect_rv(encrypt_init(s, &Mech::new(CKM_DES3_CBC), nodec), CKR_MECHANISM_INVALID);
+    expect_rv(encrypt_init(s, &Mech::new(CKM_SHA256), nodec), CKR_MECHANISM_INVALID);
+    // None of the failures left an operation active.
+    encrypt(s, &ecb, nodec, &BLOCK).unwrap();
+    close(s).unwrap();
+}
+
+#[test]
+fn invalid_object_handles() {
+    let slot = fx().token();
+    let s = user_session(slot);
+    let gone = create(s, &data_tmpl("gone", &[])).unwrap();
+    destroy(s, gone).unwrap();
+    // A handle of another token is not valid in this token's session.
+    let other = fx().token();
+    let o = user_session(other);
+    let foreign = create(o, &data_tmpl("foreign", &[])).unwrap();
+    for h in [CK_INVALID_HANDLE, 0xdead_beef, gone, foreign] {
+        expect_rv(get_attr(s, h, CKA_LABEL), CKR_OBJECT_HANDLE_INVALID);
+        expect_rv(set_attrs(s, h, &[av(CKA_LABEL, "x")]), CKR_OBJECT_HANDLE_INVALID);
+        expect_rv(copy(s, h, &[]), CKR_OBJECT_HANDLE_INVALID);
+        expect_rv(destroy(s, h), CKR_OBJECT_HANDLE_INVALID);
+        let mut n = 0;
+        assert_rv(ck!(C_GetObjectSize, s, h, &mut n), CKR_OBJECT_HANDLE_INVALID);
+    }
+    assert_eq!(label_of(o, foreign), "foreign", "foreign object untouched");
+    close(s).unwrap();
+    close(o).unwrap();
+}
