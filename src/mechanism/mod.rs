@@ -4,12 +4,17 @@
 
 pub mod aes;
 pub mod digest;
+pub mod ec;
+pub mod eddsa;
 pub mod hmac;
+pub mod keys;
+pub mod rsa;
 
 use cryptoki_sys::*;
 use zeroize::Zeroizing;
 
 use crate::error::{rv, Result};
+use crate::object::{AttributeTemplate, Object};
 
 /// Parameters of `CKM_AES_GCM`, already copied out of the caller's memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,6 +152,16 @@ const AES: &[CK_KEY_TYPE] = &[CKK_AES];
 const HMAC_KEYS256: &[CK_KEY_TYPE] = &[CKK_GENERIC_SECRET, CKK_SHA256_HMAC];
 const HMAC_KEYS384: &[CK_KEY_TYPE] = &[CKK_GENERIC_SECRET, CKK_SHA384_HMAC];
 const HMAC_KEYS512: &[CK_KEY_TYPE] = &[CKK_GENERIC_SECRET, CKK_SHA512_HMAC];
+const SIGN: CK_FLAGS = CKF_SIGN | CKF_VERIFY;
+const RSA: &[CK_KEY_TYPE] = &[CKK_RSA];
+const EC: &[CK_KEY_TYPE] = &[CKK_EC];
+const EDWARDS: &[CK_KEY_TYPE] = &[CKK_EC_EDWARDS];
+/// P-256 named by OID, points uncompressed (PKCS#11 3.0 §2.3, Table 31).
+const EC_CAPS: CK_FLAGS = CKF_EC_F_P | CKF_EC_OID | CKF_EC_UNCOMPRESS;
+/// edwards25519 named by OID or by curve name.
+const EDWARDS_CAPS: CK_FLAGS = CKF_EC_F_P | CKF_EC_OID | CKF_EC_CURVENAME;
+const RSA_MIN: CK_ULONG = keys::RSA_MIN_BITS as CK_ULONG;
+const RSA_MAX: CK_ULONG = keys::RSA_MAX_BITS as CK_ULONG;
 
 const fn m(
     kind: CK_MECHANISM_TYPE,
@@ -159,7 +174,8 @@ const fn m(
 }
 
 /// Every mechanism keyfront offers. AES sizes are in bytes, generic secret sizes in bits,
-/// HMAC key sizes in bytes, as PKCS#11 3.0 §6 says for each.
+/// HMAC key sizes in bytes, as PKCS#11 3.0 §6 says for each; RSA sizes are modulus bits, EC
+/// and EdDSA sizes the bits of the curve's field (256 for P-256, 255 for edwards25519).
 pub static MECHANISMS: &[MechanismEntry] = &[
     m(CKM_AES_KEY_GEN, 16, 32, CKF_GENERATE, AES),
     m(CKM_AES_ECB, 16, 32, ENC | WRAP, AES),
@@ -178,6 +194,28 @@ pub static MECHANISMS: &[MechanismEntry] = &[
     m(CKM_SHA256_HMAC, 1, 1024, CKF_SIGN | CKF_VERIFY, HMAC_KEYS256),
     m(CKM_SHA384_HMAC, 1, 1024, CKF_SIGN | CKF_VERIFY, HMAC_KEYS384),
     m(CKM_SHA512_HMAC, 1, 1024, CKF_SIGN | CKF_VERIFY, HMAC_KEYS512),
+    m(CKM_RSA_PKCS_KEY_PAIR_GEN, 2048, 4096, CKF_GENERATE_KEY_PAIR, RSA),
+    m(CKM_RSA_PKCS, RSA_MIN, RSA_MAX, ENC | SIGN | WRAP, RSA),
+    m(CKM_RSA_X_509, RSA_MIN, RSA_MAX, ENC | SIGN, RSA),
+    m(CKM_RSA_PKCS_OAEP, RSA_MIN, RSA_MAX, ENC | WRAP, RSA),
+    m(CKM_RSA_PKCS_PSS, RSA_MIN, RSA_MAX, SIGN, RSA),
+    m(CKM_SHA1_RSA_PKCS, RSA_MIN, RSA_MAX, SIGN, RSA),
+    m(CKM_SHA256_RSA_PKCS, RSA_MIN, RSA_MAX, SIGN, RSA),
+    m(CKM_SHA384_RSA_PKCS, RSA_MIN, RSA_MAX, SIGN, RSA),
+    m(CKM_SHA512_RSA_PKCS, RSA_MIN, RSA_MAX, SIGN, RSA),
+    m(CKM_SHA1_RSA_PKCS_PSS, RSA_MIN, RSA_MAX, SIGN, RSA),
+    m(CKM_SHA256_RSA_PKCS_PSS, RSA_MIN, RSA_MAX, SIGN, RSA),
+    m(CKM_SHA384_RSA_PKCS_PSS, RSA_MIN, RSA_MAX, SIGN, RSA),
+    m(CKM_SHA512_RSA_PKCS_PSS, RSA_MIN, RSA_MAX, SIGN, RSA),
+    m(CKM_EC_KEY_PAIR_GEN, 256, 256, CKF_GENERATE_KEY_PAIR | EC_CAPS, EC),
+    m(CKM_ECDSA, 256, 256, SIGN | EC_CAPS, EC),
+    m(CKM_ECDSA_SHA1, 256, 256, SIGN | EC_CAPS, EC),
+    m(CKM_ECDSA_SHA256, 256, 256, SIGN | EC_CAPS, EC),
+    m(CKM_ECDSA_SHA384, 256, 256, SIGN | EC_CAPS, EC),
+    m(CKM_ECDSA_SHA512, 256, 256, SIGN | EC_CAPS, EC),
+    m(CKM_ECDH1_DERIVE, 256, 256, CKF_DERIVE | EC_CAPS, EC),
+    m(CKM_EC_EDWARDS_KEY_PAIR_GEN, 255, 255, CKF_GENERATE_KEY_PAIR | EDWARDS_CAPS, EDWARDS),
+    m(CKM_EDDSA, 255, 255, SIGN | EDWARDS_CAPS, EDWARDS),
 ];
 
 pub fn entry(kind: CK_MECHANISM_TYPE) -> Result<&'static MechanismEntry> {
@@ -198,34 +236,138 @@ pub fn digester(mechanism: &Mechanism) -> Result<Box<dyn Digester>> {
     digest::digester(mechanism)
 }
 
-// ---- PLACEHOLDERS (core integration compiles against these until the asymmetric mechanism
-// files land; the asymmetric-mechanism work replaces this whole block) ----
+
+// ---------------------------------------------------------------------------------------------
+// Asymmetric keys (RSA, P-256, Ed25519): dispatch on the key's CKA_KEY_TYPE.
+
+/// Key attributes made by a key-pair generation: the key-type-specific ones only
+/// (`CKA_MODULUS`, `CKA_PUBLIC_EXPONENT`, `CKA_MODULUS_BITS`… / `CKA_EC_PARAMS`,
+/// `CKA_EC_POINT` / `CKA_VALUE`…), plus `CKA_PUBLIC_KEY_INFO` on both halves. They take
+/// precedence over the templates' values for the same types (e.g. `CKA_EC_PARAMS` given as
+/// the curve name comes back as the OID, `CKA_PUBLIC_EXPONENT` without leading zeros).
 pub struct KeyPairParts {
-    pub public: crate::object::AttributeTemplate,
-    pub private: crate::object::AttributeTemplate,
+    pub public: AttributeTemplate,
+    pub private: AttributeTemplate,
 }
-pub fn generate_key_pair(_m: &Mechanism, _p: &crate::object::AttributeTemplate, _q: &crate::object::AttributeTemplate) -> Result<KeyPairParts> {
-    Err(rv(CKR_MECHANISM_INVALID))
+
+pub use keys::{complete_key, generated_key_type, is_asymmetric, private_key_from_pkcs8, private_key_to_pkcs8};
+
+/// Generates a key pair with `CKM_RSA_PKCS_KEY_PAIR_GEN`, `CKM_EC_KEY_PAIR_GEN` or
+/// `CKM_EC_EDWARDS_KEY_PAIR_GEN`. Reads `CKA_MODULUS_BITS`/`CKA_PUBLIC_EXPONENT` or
+/// `CKA_EC_PARAMS` from the public template.
+pub fn generate_key_pair(
+    mechanism: &Mechanism,
+    public_template: &AttributeTemplate,
+    private_template: &AttributeTemplate,
+) -> Result<KeyPairParts> {
+    keys::generate_key_pair(mechanism, public_template, private_template)
 }
-pub fn asym_signer(_m: &Mechanism, _k: &crate::object::Object, _s: bool) -> Result<Box<dyn Signer>> {
-    Err(rv(CKR_MECHANISM_INVALID))
+
+/// The table row of `mechanism` if it offers `function` with keys of `key`'s type.
+fn asym_entry(mechanism: &Mechanism, key: &Object, function: CK_FLAGS) -> Result<CK_KEY_TYPE> {
+    let row = entry(mechanism.kind)?;
+    if row.flags & function == 0 {
+        return Err(rv(CKR_MECHANISM_INVALID));
+    }
+    let key_type = key.key_type().ok_or(rv(CKR_KEY_TYPE_INCONSISTENT))?;
+    if !row.key_types.contains(&key_type) || !matches!(key.class(), CKO_PUBLIC_KEY | CKO_PRIVATE_KEY) {
+        return Err(rv(CKR_KEY_TYPE_INCONSISTENT));
+    }
+    Ok(key_type)
 }
-pub fn asym_cipher(_m: &Mechanism, _k: &crate::object::Object, _e: bool) -> Result<Box<dyn Cipher>> {
-    Err(rv(CKR_MECHANISM_INVALID))
+
+/// Starts a signature (`sign`: with a private key object) or a verification (with a public
+/// key object, or a private one). `key` carries all the object's attributes.
+pub fn asym_signer(mechanism: &Mechanism, key: &Object, sign: bool) -> Result<Box<dyn Signer>> {
+    let function = if sign { CKF_SIGN } else { CKF_VERIFY };
+    match asym_entry(mechanism, key, function)? {
+        CKK_RSA => rsa::signer(mechanism, key, sign),
+        CKK_EC => ec::signer(mechanism, key, sign),
+        CKK_EC_EDWARDS => eddsa::signer(mechanism, key, sign),
+        _ => Err(rv(CKR_KEY_TYPE_INCONSISTENT)),
+    }
 }
-pub fn derive(_m: &Mechanism, _k: &crate::object::Object, _l: Option<usize>) -> Result<Secret> {
-    Err(rv(CKR_MECHANISM_INVALID))
+
+/// Starts an RSA encryption (`encrypt`: with a public key object, or a private one) or a
+/// decryption (with a private key object). Also the primitive behind wrap and unwrap.
+pub fn asym_cipher(mechanism: &Mechanism, key: &Object, encrypt: bool) -> Result<Box<dyn Cipher>> {
+    let function = if encrypt { CKF_ENCRYPT | CKF_WRAP } else { CKF_DECRYPT | CKF_UNWRAP };
+    match asym_entry(mechanism, key, function)? {
+        CKK_RSA => rsa::cipher(mechanism, key, encrypt),
+        _ => Err(rv(CKR_KEY_TYPE_INCONSISTENT)),
+    }
 }
-pub fn complete_key(_o: &mut crate::object::Object) -> Result<()> {
-    Err(rv(CKR_ATTRIBUTE_VALUE_INVALID))
+
+/// `CKM_ECDH1_DERIVE` with a P-256 private key object: the new key's value, `out_len` bytes
+/// (the template's `CKA_VALUE_LEN`, or the key type's fixed length; `None` means the raw
+/// 32-byte secret and is refused by the hashing KDFs).
+pub fn derive(mechanism: &Mechanism, key: &Object, out_len: Option<usize>) -> Result<Secret> {
+    match asym_entry(mechanism, key, CKF_DERIVE)? {
+        CKK_EC => ec::derive(mechanism, key, out_len),
+        _ => Err(rv(CKR_KEY_TYPE_INCONSISTENT)),
+    }
 }
-pub fn private_key_to_pkcs8(_k: &crate::object::Object) -> Result<Secret> {
-    Err(rv(CKR_KEY_NOT_WRAPPABLE))
+
+/// The length of a signature, ciphertext or (largest) plaintext of an asymmetric operation
+/// with this key, for answering a length query without running the operation.
+pub fn asym_output_len(key: &Object) -> Result<usize> {
+    keys::output_len(key)
 }
-pub fn private_key_from_pkcs8(_d: &[u8]) -> Result<(CK_KEY_TYPE, crate::object::AttributeTemplate)> {
-    Err(rv(CKR_WRAPPED_KEY_INVALID))
+
+/// Mechanisms PKCS#11 allows only as single-part operations (`C_Sign`, `C_Encrypt`…, not
+/// the `…Update` forms). `CKM_EDDSA` and the hashing signatures are multi-part.
+pub fn is_single_part_only(kind: CK_MECHANISM_TYPE) -> bool {
+    matches!(kind, CKM_RSA_PKCS | CKM_RSA_X_509 | CKM_RSA_PKCS_OAEP | CKM_RSA_PKCS_PSS | CKM_ECDSA)
 }
-pub fn is_asymmetric(_t: CK_KEY_TYPE) -> bool {
-    false
+
+#[cfg(test)]
+mod asym_tests {
+    use super::*;
+    use crate::mechanism::keys::fixtures::*;
+    use crate::mechanism::keys::tests::{private_object, public_of};
+
+    fn err<T>(r: Result<T>) -> CK_RV {
+        match r {
+            Ok(_) => CKR_OK,
+            Err(e) => e.rv(),
+        }
+    }
+
+    #[test]
+    fn table_is_consistent() {
+        for (i, e) in MECHANISMS.iter().enumerate() {
+            assert!(MECHANISMS[i + 1..].iter().all(|o| o.kind != e.kind), "{:#x} listed twice", e.kind);
+            assert!(e.min_key <= e.max_key);
+        }
+        for kind in [CKM_RSA_PKCS_KEY_PAIR_GEN, CKM_EC_KEY_PAIR_GEN, CKM_EC_EDWARDS_KEY_PAIR_GEN] {
+            let e = entry(kind).unwrap();
+            assert_eq!(e.key_types, &[generated_key_type(kind).unwrap()][..]);
+            assert!(e.flags & CKF_GENERATE_KEY_PAIR != 0);
+        }
+        assert_eq!((entry(CKM_EDDSA).unwrap().min_key, entry(CKM_EDDSA).unwrap().max_key), (255, 255));
+        assert_eq!(entry(CKM_ECDSA).unwrap().min_key, 256);
+    }
+
+    #[test]
+    fn dispatch_checks_key_types_and_functions() {
+        let rsa = private_object(RSA_PKCS8);
+        let ec = private_object(EC_A_PKCS8);
+        let none = |kind| Mechanism::new(kind, MechanismParam::None);
+        // An RSA mechanism with an EC key and the other way round.
+        assert_eq!(err(asym_signer(&none(CKM_SHA256_RSA_PKCS), &ec, true)), CKR_KEY_TYPE_INCONSISTENT);
+        assert_eq!(err(asym_signer(&none(CKM_ECDSA), &rsa, true)), CKR_KEY_TYPE_INCONSISTENT);
+        assert_eq!(err(asym_signer(&none(CKM_EDDSA), &ec, true)), CKR_KEY_TYPE_INCONSISTENT);
+        assert_eq!(err(asym_cipher(&none(CKM_RSA_PKCS), &ec, true)), CKR_KEY_TYPE_INCONSISTENT);
+        // A mechanism without the function.
+        assert_eq!(err(asym_signer(&none(CKM_RSA_PKCS_OAEP), &rsa, true)), CKR_MECHANISM_INVALID);
+        assert_eq!(err(asym_cipher(&none(CKM_SHA256_RSA_PKCS), &rsa, true)), CKR_MECHANISM_INVALID);
+        assert_eq!(err(asym_cipher(&none(CKM_ECDSA), &ec, true)), CKR_MECHANISM_INVALID);
+        assert_eq!(err(derive(&none(CKM_ECDSA), &ec, None)), CKR_MECHANISM_INVALID);
+        assert_eq!(err(asym_signer(&none(CKM_AES_CBC), &rsa, true)), CKR_MECHANISM_INVALID);
+        assert_eq!(err(asym_signer(&none(0x8000_1234), &rsa, true)), CKR_MECHANISM_INVALID);
+        // Output lengths for length queries.
+        assert_eq!(asym_output_len(&rsa).unwrap(), 256);
+        assert_eq!(asym_output_len(&public_of(&ec)).unwrap(), 64);
+        assert!(is_single_part_only(CKM_RSA_PKCS) && !is_single_part_only(CKM_EDDSA));
+    }
 }
-// ---- END PLACEHOLDERS ----
