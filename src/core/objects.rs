@@ -154,6 +154,10 @@ impl Module {
         let slot = self.slot(session.slot_id)?;
         self.check_writable(session, slot, object.is_token(), object.is_private())?;
         add_check_value(&mut object)?;
+        // CKA_UNIQUE_ID (PKCS#11 3.0): assigned by the token, never reused.
+        let mut uid = [0u8; 16];
+        getrandom::fill(&mut uid).map_err(|e| crate::error::Error::Internal(format!("OS random generator: {e}")))?;
+        object.set(CKA_UNIQUE_ID, uid.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes());
         if object.is_token() {
             let id = slot.backend.create_object(&object)?;
             Ok(self.objects.token_handle(slot.id, id))
