@@ -102,7 +102,7 @@ fn aes_key_generation_sizes() {
 
     let gen = Mech::new(CKM_GENERIC_SECRET_KEY_GEN);
     for len in [16, 32, 64] {
-        let k = gen_key(s, &gen, &[au(CKA_VALUE_LEN, len), ab(CKA_SENSITIVE, false)]).unwrap();
+        let k = gen_key(s, &gen, &[au(CKA_VALUE_LEN, len), ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)]).unwrap();
         assert_eq!(get_ulong(s, k, CKA_KEY_TYPE).unwrap(), CKK_GENERIC_SECRET);
         assert_eq!(get_attr(s, k, CKA_VALUE).unwrap().len(), len as usize);
     }

@@ -137,13 +137,21 @@ fn mech_list(slot: CK_SLOT_ID) -> Vec<CK_MECHANISM_TYPE> {
     v
 }
 
+/// The issue-2 mechanisms are all listed (each is exercised in aes.rs, wrap.rs, digest_mac.rs).
+/// The list was once exactly these; the module has since grown (RSA, EC), so this checks a
+/// superset, and that every listed mechanism also answers C_GetMechanismInfo.
 #[test]
-fn mechanism_list_is_exact() {
+fn mechanism_list_contains_required() {
     let slot = fx().slots[1].id;
     let got = mech_list(slot);
     let set: BTreeSet<_> = got.iter().copied().collect();
     assert_eq!(set.len(), got.len(), "duplicates in {got:x?}");
-    assert_eq!(set, MECHS.iter().copied().collect::<BTreeSet<_>>(), "mechanism list (hex) {got:x?}");
+    let missing: Vec<_> = MECHS.iter().filter(|m| !set.contains(m)).collect();
+    assert!(missing.is_empty(), "missing mechanisms (hex) {missing:x?}");
+    for m in got {
+        let i = mech_info(slot, m).unwrap_or_else(|e| panic!("listed mechanism 0x{m:x}: C_GetMechanismInfo {e:?}"));
+        assert_ne!(i.flags, 0, "listed mechanism 0x{m:x} has no flags");
+    }
     let mut n = 0;
     assert_rv(ck!(C_GetMechanismList, 99_999, ptr::null_mut(), &mut n), CKR_SLOT_ID_INVALID);
 }
@@ -189,7 +197,7 @@ fn mechanism_info_flags_and_sizes() {
     // Digests do not encrypt, HMAC does not encrypt.
     assert_eq!(mech_info(slot, CKM_SHA256).unwrap().flags & ed, 0);
     assert_eq!(mech_info(slot, CKM_SHA256_HMAC).unwrap().flags & ed, 0);
-    for bad in [CKM_RSA_PKCS, CKM_MD5, CKM_DES3_CBC, CKM_VENDOR_DEFINED | 0x77] {
+    for bad in [CKM_MD2, CKM_MD5, CKM_DES3_CBC, CKM_VENDOR_DEFINED | 0x77] {
         expect_rv(mech_info(slot, bad), CKR_MECHANISM_INVALID);
     }
     expect_rv(mech_info(99_999, CKM_AES_GCM), CKR_SLOT_ID_INVALID);

@@ -78,6 +78,7 @@ fn initialize_finalize_rules() {
     let s = open(3, false).unwrap();
     let mut reserved = 0u8;
     assert_rv(ck!(C_Finalize, &mut reserved as *mut u8 as *mut c_void), CKR_ARGUMENTS_BAD);
+    assert_rv(get_info(), CKR_OK);
     p11.finalize().expect("C_Finalize");
     assert_rv(get_info(), CKR_CRYPTOKI_NOT_INITIALIZED);
     assert_rv(ck!(C_Finalize, ptr::null_mut()), CKR_CRYPTOKI_NOT_INITIALIZED);
@@ -87,25 +88,44 @@ fn initialize_finalize_rules() {
     assert_rv(get_info(), CKR_OK);
     expect_rv(session_info(s), CKR_SESSION_HANDLE_INVALID);
     assert_rv(ck!(C_Finalize, ptr::null_mut()), CKR_OK);
+}
 
-    // Malformed CK_C_INITIALIZE_ARGS.
-    let mut bad = CK_C_INITIALIZE_ARGS {
+/// CK_C_INITIALIZE_ARGS with some but not all mutex functions is CKR_ARGUMENTS_BAD (PKCS#11
+/// 3.0, C_Initialize). (A non-NULL pReserved is not checked: some modules take options there.)
+#[test]
+fn initialize_rejects_malformed_args() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    one_slot(dir.path(), 3);
+    let base = CK_C_INITIALIZE_ARGS {
         CreateMutex: None,
         DestroyMutex: None,
         LockMutex: None,
         UnlockMutex: None,
         flags: CKF_OS_LOCKING_OK,
-        pReserved: &mut reserved as *mut u8 as *mut c_void,
+        pReserved: ptr::null_mut(),
     };
-    assert_rv(ck!(C_Initialize, &mut bad as *mut _ as *mut c_void), CKR_ARGUMENTS_BAD);
-    bad.pReserved = ptr::null_mut();
-    bad.CreateMutex = Some(create_mutex);
-    assert_rv(ck!(C_Initialize, &mut bad as *mut _ as *mut c_void), CKR_ARGUMENTS_BAD);
-    assert_rv(get_info(), CKR_CRYPTOKI_NOT_INITIALIZED);
-    bad.CreateMutex = None;
-    bad.flags = 0;
-    assert_rv(ck!(C_Initialize, &mut bad as *mut _ as *mut c_void), CKR_OK);
-    assert_rv(ck!(C_Finalize, ptr::null_mut()), CKR_OK);
+    let cases = [
+        ("only CreateMutex set", CK_C_INITIALIZE_ARGS { CreateMutex: Some(create_mutex), ..base }),
+        ("only CreateMutex set, no flags", CK_C_INITIALIZE_ARGS { CreateMutex: Some(create_mutex), flags: 0, ..base }),
+    ];
+    let mut failures = vec![];
+    for (what, mut args) in cases {
+        let rv = ck!(C_Initialize, &mut args as *mut _ as *mut c_void);
+        if rv != CKR_ARGUMENTS_BAD {
+            failures.push(format!("{what}: expected CKR_ARGUMENTS_BAD, got {}", rv_name(rv)));
+        }
+        if get_info() != CKR_CRYPTOKI_NOT_INITIALIZED {
+            ck!(C_Finalize, ptr::null_mut());
+        }
+    }
+    // Well-formed: no mutex functions, with or without CKF_OS_LOCKING_OK.
+    for flags in [0, CKF_OS_LOCKING_OK] {
+        let mut args = CK_C_INITIALIZE_ARGS { flags, ..base };
+        assert_rv(ck!(C_Initialize, &mut args as *mut _ as *mut c_void), CKR_OK);
+        assert_rv(ck!(C_Finalize, ptr::null_mut()), CKR_OK);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[test]

@@ -28,6 +28,8 @@ fn two_processes_share_one_token_file() {
             }
             "check" => {
                 let s = open(slot, false).unwrap();
+                assert_eq!(state(s), CKS_RO_PUBLIC_SESSION, "the parent's login leaked into this process");
+                assert!(find_label(s, "parent-session-obj").is_empty(), "another process's session object is visible");
                 assert_eq!(find_label(s, "from-parent").len(), 1, "child does not see the parent's object");
                 assert!(find_label(s, "from-child").is_empty(), "child still sees an object the parent destroyed");
                 let i = token_info(slot).unwrap();
@@ -52,6 +54,7 @@ fn two_processes_share_one_token_file() {
     assert_eq!(ecb(s, keys[0]), ecb(s, mine), "the child's key has another value in the parent");
 
     create(s, &data_tmpl("from-parent", &[ab(CKA_TOKEN, true), ab(CKA_PRIVATE, false)])).unwrap();
+    create(s, &data_tmpl("parent-session-obj", &[ab(CKA_PRIVATE, false)])).unwrap();
     destroy(s, find_label(s, "from-child")[0]).unwrap();
     run_child("two_processes_share_one_token_file", slot, "check");
     close(s).unwrap();

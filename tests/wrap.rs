@@ -53,14 +53,14 @@ fn rfc_vectors_via_wrap_key() {
     let kek = aes_key(s, &hex(KW_KEK), &[]);
     let target = aes_key(s, &hex(KW_KEY), &[ab(CKA_EXTRACTABLE, true)]);
     assert_eq!(wrap(s, &kw(), kek, target).unwrap(), hex(KW_OUT));
-    let back = unwrap(s, &kw(), kek, &hex(KW_OUT), &aes_unwrap_tmpl(&[ab(CKA_SENSITIVE, false)])).unwrap();
+    let back = unwrap(s, &kw(), kek, &hex(KW_OUT), &aes_unwrap_tmpl(&[ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)])).unwrap();
     assert_eq!(get_attr(s, back, CKA_VALUE).unwrap(), hex(KW_KEY));
     assert_eq!(ecb_of(s, back), ecb_of(s, target));
 
     let kek2 = aes_key(s, &hex(KWP_KEK), &[]);
     let target2 = create(s, &generic_tmpl(&hex(KWP_KEY), &[ab(CKA_EXTRACTABLE, true)])).unwrap();
     assert_eq!(wrap(s, &kwp(), kek2, target2).unwrap(), hex(KWP_OUT));
-    let tmpl = [au(CKA_CLASS, CKO_SECRET_KEY), au(CKA_KEY_TYPE, CKK_GENERIC_SECRET), ab(CKA_SENSITIVE, false)];
+    let tmpl = [au(CKA_CLASS, CKO_SECRET_KEY), au(CKA_KEY_TYPE, CKK_GENERIC_SECRET), ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)];
     let back2 = unwrap(s, &kwp(), kek2, &hex(KWP_OUT), &tmpl).unwrap();
     assert_eq!(get_attr(s, back2, CKA_VALUE).unwrap(), hex(KWP_KEY));
     assert_eq!(get_ulong(s, back2, CKA_VALUE_LEN).unwrap(), 20);
@@ -93,7 +93,7 @@ fn wrap_unwrap_round_trips() {
             let g = create(s, &generic_tmpl(&v, &[ab(CKA_EXTRACTABLE, true)])).unwrap();
             let wrapped = wrap(s, &m, kek, g).unwrap();
             assert_eq!(wrapped.len() % 8, 0);
-            let tmpl = [au(CKA_CLASS, CKO_SECRET_KEY), au(CKA_KEY_TYPE, CKK_GENERIC_SECRET), ab(CKA_SENSITIVE, false)];
+            let tmpl = [au(CKA_CLASS, CKO_SECRET_KEY), au(CKA_KEY_TYPE, CKK_GENERIC_SECRET), ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)];
             let u = unwrap(s, &m, kek, &wrapped, &tmpl).unwrap();
             assert_eq!(get_attr(s, u, CKA_VALUE).unwrap(), v, "mechanism 0x{mech:x} with 20 bytes");
         }
@@ -113,6 +113,12 @@ fn wrap_errors() {
     let generic = create(s, &generic_tmpl(&[1; 16], &[])).unwrap();
     expect_rv(wrap(s, &kw(), generic, movable), CKR_WRAPPING_KEY_TYPE_INCONSISTENT);
     expect_rv(wrap(s, &kw(), 0xdead_beef, movable), CKR_WRAPPING_KEY_HANDLE_INVALID);
+    // CKA_WRAP_WITH_TRUSTED: only a CKA_TRUSTED wrapping key may wrap it.
+    let guarded = gen_aes(s, 16, &[ab(CKA_EXTRACTABLE, true), ab(CKA_WRAP_WITH_TRUSTED, true)]).unwrap();
+    assert!(!get_bool(s, kek, CKA_TRUSTED).unwrap(), "user-made keys are not trusted");
+    expect_rv(wrap(s, &kw(), kek, guarded), CKR_KEY_NOT_WRAPPABLE);
+    expect_rv(set_attrs(s, guarded, &[ab(CKA_WRAP_WITH_TRUSTED, false)]), CKR_ATTRIBUTE_READ_ONLY);
+    expect_one_of(set_attrs(s, kek, &[ab(CKA_TRUSTED, true)]), &[CKR_ATTRIBUTE_READ_ONLY, CKR_USER_NOT_LOGGED_IN]);
     expect_rv(wrap(s, &kw(), kek, 0xdead_beef), CKR_KEY_HANDLE_INVALID);
 
     // Length query and a too-small buffer.
