@@ -30,15 +30,22 @@ struct ConfigFile {
     slot: Vec<SlotSection>,
 }
 
+/// One `[[slot]]` table. Flat, not an internally tagged enum, so that toml reports errors at
+/// the line of the offending key.
 #[derive(Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-enum SlotSection {
-    Soft {
-        path: PathBuf,
-        label: Option<String>,
-        id: Option<CK_SLOT_ID>,
-        pin_kdf_iterations: Option<u32>,
-    },
+#[serde(deny_unknown_fields)]
+struct SlotSection {
+    kind: Kind,
+    path: PathBuf,
+    label: Option<String>,
+    id: Option<CK_SLOT_ID>,
+    pin_kdf_iterations: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Kind {
+    Soft,
 }
 
 /// The slots to present: from `KEYFRONT_CONFIG` if set, else one soft token in the data
@@ -59,7 +66,7 @@ pub fn load_file(path: &Path) -> Result<Vec<SlotConfig>> {
 /// Parses a configuration; the error names the line and the problem.
 pub fn parse(text: &str) -> std::result::Result<Vec<SlotConfig>, String> {
     let file: ConfigFile = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
         match line {
             Some(l) => format!("line {l}: {}", e.message()),
             None => e.message().to_string(),
@@ -70,20 +77,17 @@ pub fn parse(text: &str) -> std::result::Result<Vec<SlotConfig>, String> {
     }
     let mut slots = Vec::new();
     for (index, section) in file.slot.into_iter().enumerate() {
-        let slot = match section {
-            SlotSection::Soft { path, label, id, pin_kdf_iterations } => {
-                let kdf_iterations = pin_kdf_iterations.unwrap_or(DEFAULT_KDF_ITERATIONS);
-                if kdf_iterations < MIN_KDF_ITERATIONS {
-                    return Err(format!(
-                        "slot {index}: pin_kdf_iterations {kdf_iterations} is below the minimum {MIN_KDF_ITERATIONS}"
-                    ));
-                }
-                SlotConfig {
-                    id: id.unwrap_or(index as CK_SLOT_ID),
-                    label: label.unwrap_or_else(|| "keyfront soft token".into()),
-                    kind: SlotKind::Soft { path, kdf_iterations },
-                }
-            }
+        let SlotSection { kind: Kind::Soft, path, label, id, pin_kdf_iterations } = section;
+        let kdf_iterations = pin_kdf_iterations.unwrap_or(DEFAULT_KDF_ITERATIONS);
+        if kdf_iterations < MIN_KDF_ITERATIONS {
+            return Err(format!(
+                "slot {index}: pin_kdf_iterations {kdf_iterations} is below the minimum {MIN_KDF_ITERATIONS}"
+            ));
+        }
+        let slot = SlotConfig {
+            id: id.unwrap_or(index as CK_SLOT_ID),
+            label: label.unwrap_or_else(|| "keyfront soft token".into()),
+            kind: SlotKind::Soft { path, kdf_iterations },
         };
         if slots.iter().any(|s: &SlotConfig| s.id == slot.id) {
             return Err(format!("slot {index}: slot id {} is used twice", slot.id));
@@ -132,10 +136,9 @@ mod tests {
     #[test]
     fn errors_name_the_line() {
         let err = parse("[[slot]]\nkind = \"soft\"\npath = \"/tmp/a.db\"\ncolour = 3\n").unwrap_err();
-        // Unknown keys are reported at the [[slot]] table that holds them.
-        assert!(err.starts_with("line 1: unknown field `colour`"), "{err}");
+        assert!(err.starts_with("line 4: unknown field `colour`"), "{err}");
         let err = parse("[[slot]]\nkind = \"soft\"\npath = 3\n").unwrap_err();
-        assert!(err.starts_with("line "), "{err}");
+        assert!(err.starts_with("line 3: "), "{err}");
         let err = parse("[[slot]]\nkind = \"cloud\"\npath = \"x\"\n").unwrap_err();
         assert!(err.starts_with("line "), "{err}");
         assert!(parse("[[slot]]\nkind=\"soft\"\npath=\"a\"\nid=1\n[[slot]]\nkind=\"soft\"\npath=\"b\"\nid=1\n").is_err());

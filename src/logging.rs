@@ -17,7 +17,10 @@ pub fn init() {
         // The host application may have its own subscriber; then ours stays out of the way.
         let _ = match file {
             Some(f) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).try_init(),
-            None => builder.with_writer(std::io::stderr).try_init(),
+            None => {
+                use std::io::IsTerminal;
+                builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).try_init()
+            }
         };
     });
 }
