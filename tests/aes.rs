@@ -316,6 +316,39 @@ fn output_length_query_and_buffer_too_small() {
     assert_rv(ck!(C_Decrypt, s, p(&ct), ct.len() as CK_ULONG, out.as_mut_ptr(), &mut l), CKR_OK);
     assert_eq!(&out[..l as usize], &pt[..]);
 
+    // Multi-part GCM: C_EncryptFinal (the tag) and C_DecryptFinal with too-small buffers.
+    encrypt_init(s, &m, k).unwrap();
+    let mut body = vec![0u8; pt.len() + 16];
+    let mut l = body.len() as CK_ULONG;
+    assert_rv(ck!(C_EncryptUpdate, s, p(&pt), pt.len() as CK_ULONG, body.as_mut_ptr(), &mut l), CKR_OK);
+    let mut got = body[..l as usize].to_vec();
+    let mut fl: CK_ULONG = 0;
+    assert_rv(ck!(C_EncryptFinal, s, ptr::null_mut(), &mut fl), CKR_OK);
+    assert_eq!(fl as usize, ct.len() - got.len(), "EncryptFinal length query");
+    let mut fin = vec![0u8; fl as usize];
+    let mut small = fl - 1;
+    assert_rv(ck!(C_EncryptFinal, s, fin.as_mut_ptr(), &mut small), CKR_BUFFER_TOO_SMALL);
+    assert_rv(ck!(C_EncryptFinal, s, fin.as_mut_ptr(), &mut fl), CKR_OK);
+    got.extend_from_slice(&fin[..fl as usize]);
+    assert_eq!(got, ct);
+
+    decrypt_init(s, &m, k).unwrap();
+    let mut body = vec![0u8; ct.len()];
+    let mut l = body.len() as CK_ULONG;
+    assert_rv(ck!(C_DecryptUpdate, s, p(&ct), ct.len() as CK_ULONG, body.as_mut_ptr(), &mut l), CKR_OK);
+    let mut got = body[..l as usize].to_vec();
+    let mut fl: CK_ULONG = 0;
+    assert_rv(ck!(C_DecryptFinal, s, ptr::null_mut(), &mut fl), CKR_OK);
+    assert!(fl as usize >= pt.len() - got.len(), "DecryptFinal length query {fl}");
+    let mut fin = vec![0u8; fl as usize];
+    if pt.len() > got.len() {
+        let mut small: CK_ULONG = 0;
+        assert_rv(ck!(C_DecryptFinal, s, fin.as_mut_ptr(), &mut small), CKR_BUFFER_TOO_SMALL);
+    }
+    assert_rv(ck!(C_DecryptFinal, s, fin.as_mut_ptr(), &mut fl), CKR_OK);
+    got.extend_from_slice(&fin[..fl as usize]);
+    assert_eq!(got, pt);
+
     // Multi-part: a too-small buffer in C_EncryptUpdate / C_EncryptFinal keeps the operation.
     let ecb = Mech::new(CKM_AES_ECB);
     let data = [0x33u8; 48];

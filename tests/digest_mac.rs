@@ -147,6 +147,17 @@ fn hmac_buffers_state_and_keys() {
     assert_rv(ck!(C_Sign, s, p, n, out.as_mut_ptr(), &mut l), CKR_OPERATION_NOT_INITIALIZED);
     assert_rv(ck!(C_Verify, s, p, n, out.as_mut_ptr(), 64), CKR_OPERATION_NOT_INITIALIZED);
 
+    // Multi-part: a too-small C_SignFinal buffer keeps the operation.
+    sign_init(s, &mech, k).unwrap();
+    assert_rv(ck!(C_SignUpdate, s, p, n), CKR_OK);
+    let mut l: CK_ULONG = 32;
+    assert_rv(ck!(C_SignFinal, s, out.as_mut_ptr(), &mut l), CKR_BUFFER_TOO_SMALL);
+    assert_eq!(l, 64);
+    out = [0; 64];
+    assert_rv(ck!(C_SignFinal, s, out.as_mut_ptr(), &mut l), CKR_OK);
+    assert_eq!(out[..], want[..]);
+    expect_rv(rv(ck!(C_SignUpdate, s, p, n)), CKR_OPERATION_NOT_INITIALIZED);
+
     // A failed verification ends the operation.
     verify_init(s, &mech, k).unwrap();
     assert_rv(ck!(C_Verify, s, p, n, [0u8; 64].as_ptr() as *mut u8, 64), CKR_SIGNATURE_INVALID);

@@ -41,6 +41,15 @@ fn rfc_vectors_via_encrypt() {
     let kek2 = aes_key(s, &hex(KWP_KEK), &[]);
     assert_eq!(encrypt(s, &kwp(), kek2, &hex(KWP_KEY)).unwrap(), hex(KWP_OUT), "RFC 5649 6 (20 octets)");
     assert_eq!(decrypt(s, &kwp(), kek2, &hex(KWP_OUT)).unwrap(), hex(KWP_KEY));
+    // RFC 5649 second vector (7 octets: one-block case), and the 8 / 9 octet boundaries.
+    for (data, out) in [
+        ("466f7250617369", "afbeb0f07dfbf5419200f2ccb50bb24f"),
+        ("0102030405060708", "2231ff149c47a7030eccdea20930e216"),
+        ("010203040506070809", "8a8e2b9b385be158ff5b8dd168d74d1fa0242c0cdd216e3d"),
+    ] {
+        assert_eq!(encrypt(s, &kwp(), kek2, &hex(data)).unwrap(), hex(out), "KWP of {data}");
+        assert_eq!(decrypt(s, &kwp(), kek2, &hex(out)).unwrap(), hex(data), "KWP unwrap to {data}");
+    }
     let mut bad = hex(KWP_OUT);
     bad[31] ^= 1;
     expect_one_of(decrypt(s, &kwp(), kek2, &bad), &[CKR_ENCRYPTED_DATA_INVALID, CKR_WRAPPED_KEY_INVALID]);
