@@ -34,6 +34,11 @@ fn two_processes_share_one_token_file() {
                 assert!(find_label(s, "from-child").is_empty(), "child still sees an object the parent destroyed");
                 let i = token_info(slot).unwrap();
                 assert_eq!(trimmed(&i.label), "test");
+                // Change what the parent holds handles to.
+                let w = user_session(slot);
+                let p = find_label(w, "from-parent");
+                set_attrs(w, p[0], &[av(CKA_LABEL, "renamed-by-child")]).unwrap();
+                destroy(w, find_label(w, "destroy-me")[0]).unwrap();
             }
             r => panic!("unknown role {r}"),
         }
@@ -55,8 +60,42 @@ fn two_processes_share_one_token_file() {
 
     create(s, &data_tmpl("from-parent", &[ab(CKA_TOKEN, true), ab(CKA_PRIVATE, false)])).unwrap();
     create(s, &data_tmpl("parent-session-obj", &[ab(CKA_PRIVATE, false)])).unwrap();
+    let from_parent = find_label(s, "from-parent")[0];
+    let doomed = create(s, &data_tmpl("destroy-me", &[ab(CKA_TOKEN, true)])).unwrap();
     destroy(s, find_label(s, "from-child")[0]).unwrap();
     run_child("two_processes_share_one_token_file", slot, "check");
+    // The child's changes show through the parent's existing handles (no stale cache).
+    assert_eq!(get_attr(s, from_parent, CKA_LABEL).unwrap(), b"renamed-by-child");
+    assert_eq!(find_label(s, "renamed-by-child"), vec![from_parent]);
+    expect_rv(get_attr(s, doomed, CKA_LABEL), CKR_OBJECT_HANDLE_INVALID);
+    assert!(find_label(s, "destroy-me").is_empty());
+    close(s).unwrap();
+}
+
+#[test]
+fn token_initialised_by_another_process() {
+    if let Some(role) = child_role() {
+        let slot = child_slot();
+        fx();
+        assert_eq!(role, "init");
+        init_token(slot, SO_PIN, "child-initialised").unwrap();
+        let s = open(slot, true).unwrap();
+        login(s, CKU_SO, SO_PIN).unwrap();
+        init_pin(s, b"child-user-pin").unwrap();
+        close(s).unwrap();
+        finalize_child();
+        return child_done(&role);
+    }
+    let slot = fx().slot();
+    assert_eq!(token_flags(slot) & CKF_TOKEN_INITIALIZED, 0);
+    run_child("token_initialised_by_another_process", slot, "init");
+    let ti = token_info(slot).unwrap();
+    assert_eq!(trimmed(&ti.label), "child-initialised");
+    assert_ne!(ti.flags & CKF_TOKEN_INITIALIZED, 0);
+    assert_ne!(ti.flags & CKF_USER_PIN_INITIALIZED, 0);
+    let s = open(slot, true).unwrap();
+    login(s, CKU_USER, b"child-user-pin").unwrap();
+    create(s, &data_tmpl("after-remote-init", &[ab(CKA_TOKEN, true)])).unwrap();
     close(s).unwrap();
 }
 
