@@ -382,13 +382,8 @@ impl Module {
             implied_public.attrs.extend(parts.public.attrs.iter().cloned());
             let mut implied_private = common(CKO_PRIVATE_KEY);
             implied_private.attrs.extend(parts.private.attrs.iter().cloned());
-            // The generator reports curve parameters in their canonical form; the caller may
-            // have named the curve another accepted way.
-            let without_params = |t: &AttributeTemplate| AttributeTemplate {
-                attrs: t.attrs.iter().filter(|(ty, _)| *ty != CKA_EC_PARAMS).cloned().collect(),
-            };
-            let mut public = policy::new_object(&without_params(public_template), Origin::Generate, &implied_public, caller)?;
-            let mut private = policy::new_object(&without_params(private_template), Origin::Generate, &implied_private, caller)?;
+            let mut public = policy::new_object(&without_curve_params(public_template), Origin::Generate, &implied_public, caller)?;
+            let mut private = policy::new_object(&without_curve_params(private_template), Origin::Generate, &implied_private, caller)?;
             // Both halves carry one CKA_ID: the caller's, or one derived from the public key.
             let id = match (public.get(CKA_ID), private.get(CKA_ID)) {
                 (Some(p), _) if !p.is_empty() => p.to_vec(),
@@ -498,7 +493,7 @@ impl Module {
             };
             let slot = self.slot(session.slot_id)?;
             let caller = policy::Caller { is_so: slot.login_state() == super::slot::LoginState::So };
-            let object = policy::new_object(template, Origin::Unwrap, &implied, caller)?;
+            let object = policy::new_object(&without_curve_params(template), Origin::Unwrap, &implied, caller)?;
             self.store_object(session, object)
         })
     }
@@ -513,6 +508,12 @@ impl Module {
         // The OS generator takes no seed from applications.
         Err(rv(CKR_RANDOM_SEED_NOT_SUPPORTED))
     }
+}
+
+/// A template without CKA_EC_PARAMS: generation and unwrapping report the curve in its
+/// canonical form, and the caller may have named it another accepted way.
+fn without_curve_params(template: &AttributeTemplate) -> AttributeTemplate {
+    AttributeTemplate { attrs: template.attrs.iter().filter(|(ty, _)| *ty != CKA_EC_PARAMS).cloned().collect() }
 }
 
 /// Starts a cipher with a secret key's value or an asymmetric key's components.

@@ -85,47 +85,38 @@ impl SoftToken {
     }
 
     /// Unwraps the token key with `pin`, counting failures in the file so that the lock-out
-    /// holds across processes.
+    /// holds across processes. The attempt is counted before the slow KDF and forgiven after
+    /// it succeeds, so parallel guesses cannot run past the limit.
     fn unlock(&self, user: UserType, pin: &[u8]) -> Result<TokenKey> {
         let store = self.store()?;
         let (wrap_name, failures_name, role) = role(user);
-        let (blob, failures) = {
-            let conn = store.conn()?;
-            let blob: Option<Vec<u8>> = meta_get(&conn, wrap_name)?;
-            let failures: i64 = meta_get(&conn, failures_name)?.unwrap_or(0);
-            (blob, failures)
-        };
+        let (blob, attempt) = store.write(|tx| {
+            let blob: Option<Vec<u8>> = meta_get(tx, wrap_name)?;
+            let failures: i64 = meta_get(tx, failures_name)?.unwrap_or(0);
+            if blob.is_some() && failures < MAX_PIN_FAILURES {
+                meta_set(tx, failures_name, failures + 1)?;
+            }
+            Ok((blob, failures))
+        })?;
         let Some(blob) = blob else {
             return Err(rv(match user {
                 UserType::User => CKR_USER_PIN_NOT_INITIALIZED,
                 UserType::So => CKR_TOKEN_NOT_RECOGNIZED,
             }));
         };
-        if failures >= MAX_PIN_FAILURES {
+        if attempt >= MAX_PIN_FAILURES {
             return Err(rv(CKR_PIN_LOCKED));
         }
         // The slow KDF runs with no lock held.
-        match TokenKey::unwrap_with_pin(&blob, pin, role) {
-            Ok(key) => {
-                if failures > 0 {
-                    store.write(|tx| meta_set(tx, failures_name, 0i64))?;
-                }
-                Ok(key)
-            }
+        let result = TokenKey::unwrap_with_pin(&blob, pin, role);
+        match &result {
+            Ok(_) => store.write(|tx| meta_set(tx, failures_name, 0i64))?,
             Err(e) if e.rv() == CKR_PIN_INCORRECT => {
-                store.write(|tx| {
-                    tx.execute(
-                        "INSERT INTO meta (name, value) VALUES (?1, 1)
-                         ON CONFLICT(name) DO UPDATE SET value = value + 1",
-                        params![failures_name],
-                    )?;
-                    Ok(())
-                })?;
                 tracing::info!(token = %self.config.path.display(), ?user, "wrong PIN");
-                Err(e)
             }
-            Err(e) => Err(e),
+            Err(_) => {}
         }
+        result
     }
 
     fn load(&self, conn: &Connection, id: ObjectId, with_secrets: bool) -> Result<Object> {

@@ -75,12 +75,7 @@ impl Drop for PooledConnection<'_> {
 impl Store {
     /// Opens (creating if needed) the token file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() && !dir.exists() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
-            }
-        }
+        create_private(path)?;
         let store = Store { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) };
         let mut conn = store.connect()?;
         migrate(&mut conn).map_err(|e| {
@@ -100,6 +95,8 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Destroyed objects and replaced wrapped keys are overwritten, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         Ok(conn)
     }
 
@@ -124,6 +121,27 @@ impl Store {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Creates the token's directory (0700) and file (0600) if they do not exist yet; SQLite
+/// gives its -wal and -shm files the same mode as the database file.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let fail = |what: &Path, e: std::io::Error| Error::Config(format!("cannot create {}: {e}", what.display()));
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| fail(dir, e))?;
+        }
+    }
+    if !path.exists() {
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+            Ok(_) => {}
+            // Another process created it first.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fail(path, e)),
+        }
+    }
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
