@@ -111,7 +111,7 @@ fn slot_list_uses_configured_ids() {
     assert_eq!(buf.iter().copied().collect::<BTreeSet<_>>(), want);
 
     let slot = fx().slots[0].id;
-    let info = fx().p11.get_slot_info(Slot::try_from(slot as u64).unwrap()).unwrap();
+    let info = fx().p11.get_slot_info(Slot::try_from(slot).unwrap()).unwrap();
     assert_eq!(info.slot_description(), fx().slots[0].label);
     assert!(info.token_present());
 
@@ -235,7 +235,7 @@ fn random_and_seed() {
 #[test]
 fn cryptoki_high_level_flow() {
     let p11 = &fx().p11;
-    let slot = Slot::try_from(fx().slot() as u64).unwrap();
+    let slot = Slot::try_from(fx().slot()).unwrap();
     let so = AuthPin::from("so-pin-cryptoki");
     let user = AuthPin::from("user-pin-cryptoki");
     p11.init_token(slot, &so, "via cryptoki").unwrap();

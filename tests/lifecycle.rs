@@ -291,7 +291,7 @@ fn slot_ids_default_to_position() {
     let ids: BTreeSet<u64> = p11.get_all_slots().unwrap().iter().map(Slot::id).collect();
     assert_eq!(ids, BTreeSet::from([0, 7, 2]));
     for (id, label) in [(0, "first"), (7, "second"), (2, "third")] {
-        let info = p11.get_slot_info(Slot::try_from(id as u64).unwrap()).unwrap();
+        let info = p11.get_slot_info(Slot::try_from(id).unwrap()).unwrap();
         assert_eq!(info.slot_description(), label);
         assert_eq!(trimmed(&token_info(id).unwrap().label), label);
     }

@@ -420,7 +420,7 @@ fn generated_vs_created_key_attributes() {
 fn allowed_mechanisms_enforced() {
     let s = user_session(fx().token());
     let allowed = mechs_attr(&[CKM_AES_GCM, CKM_AES_CBC_PAD]);
-    let k = aes_key(s, &[3; 16], &[allowed.clone()]);
+    let k = aes_key(s, &[3; 16], std::slice::from_ref(&allowed));
     assert_eq!(get_attr(s, k, CKA_ALLOWED_MECHANISMS).unwrap(), allowed.1);
     encrypt(s, &Mech::gcm(&[0; 12], b"", 128), k, b"ok").unwrap();
     encrypt(s, &Mech::bytes(CKM_AES_CBC_PAD, &[0; 16]), k, b"ok").unwrap();
