@@ -165,9 +165,16 @@ pub fn load_and_init() -> Pkcs11 {
     p11
 }
 
+static FX: OnceLock<Fx> = OnceLock::new();
+
 pub fn fx() -> &'static Fx {
-    static FX: OnceLock<Fx> = OnceLock::new();
     FX.get_or_init(Fx::new)
+}
+
+extern "C" fn remove_fixture_dir() {
+    if let Some(dir) = FX.get().and_then(|f| f._dir.as_ref()) {
+        let _ = std::fs::remove_dir_all(dir.path());
+    }
 }
 
 impl Fx {
@@ -189,6 +196,8 @@ impl Fx {
         let config = dir.path().join("keyfront.toml");
         std::fs::write(&config, toml).expect("write config");
         std::env::set_var("KEYFRONT_CONFIG", &config);
+        // Statics are never dropped, so remove the directory when the process exits.
+        unsafe { libc::atexit(remove_fixture_dir) };
         Fx { p11: load_and_init(), config, slots, next: AtomicUsize::new(0), _dir: Some(dir) }
     }
 
