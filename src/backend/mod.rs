@@ -50,6 +50,10 @@ pub trait Backend: Send + Sync {
     fn verify_user_pin(&self, pin: &[u8]) -> Result<()>;
     fn logout(&self);
 
+    /// A number that changes whenever a token object may have changed, in this process or
+    /// another; the core reuses what it read while it stays the same.
+    fn generation(&self) -> Result<u64>;
+
     fn create_object(&self, object: &Object) -> Result<ObjectId>;
     /// Reads an object. Secret attributes are included only with `with_secrets`, which needs
     /// a login.

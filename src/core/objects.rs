@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cryptoki_sys::*;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use super::slot::{LoginState, Slot};
 use super::{Module, Session};
@@ -18,8 +18,17 @@ use crate::object::{AttrValue, AttributeTemplate, Object};
 
 #[derive(Clone)]
 enum Location {
-    Session { owner: CK_SESSION_HANDLE, object: Arc<RwLock<Object>> },
-    Token(ObjectId),
+    Session { owner: CK_SESSION_HANDLE, object: Arc<RwLock<Arc<Object>>> },
+    Token { id: ObjectId, cache: Arc<Mutex<Option<CachedObject>>> },
+}
+
+/// A token object as last read, reused while the token reports no change and the login
+/// state is the same: key operations then need no read from the store.
+struct CachedObject {
+    generation: u64,
+    login_epoch: u64,
+    with_secrets: bool,
+    object: Arc<Object>,
 }
 
 #[derive(Clone)]
@@ -50,13 +59,14 @@ impl ObjectTable {
         }
         let handle = self.allocate();
         handles.insert((slot_id, id), handle);
-        self.entries.write().insert(handle, Entry { slot_id, location: Location::Token(id) });
+        let location = Location::Token { id, cache: Arc::new(Mutex::new(None)) };
+        self.entries.write().insert(handle, Entry { slot_id, location });
         handle
     }
 
     fn add_session_object(&self, slot_id: CK_SLOT_ID, owner: CK_SESSION_HANDLE, object: Object) -> CK_OBJECT_HANDLE {
         let handle = self.allocate();
-        let location = Location::Session { owner, object: Arc::new(RwLock::new(object)) };
+        let location = Location::Session { owner, object: Arc::new(RwLock::new(Arc::new(object))) };
         self.entries.write().insert(handle, Entry { slot_id, location });
         handle
     }
@@ -67,7 +77,7 @@ impl ObjectTable {
 
     fn forget(&self, handle: CK_OBJECT_HANDLE) {
         if let Some(entry) = self.entries.write().remove(&handle) {
-            if let Location::Token(id) = entry.location {
+            if let Location::Token { id, .. } = entry.location {
                 self.token_handles.write().remove(&(entry.slot_id, id));
             }
         }
@@ -78,6 +88,15 @@ impl ObjectTable {
         self.entries
             .write()
             .retain(|_, e| !matches!(&e.location, Location::Session { owner: o, .. } if *o == owner));
+    }
+
+    /// Forgets what was read from a slot's token, secrets included (at logout).
+    pub fn clear_cache(&self, slot_id: CK_SLOT_ID) {
+        for entry in self.entries.read().values() {
+            if let (true, Location::Token { cache, .. }) = (entry.slot_id == slot_id, &entry.location) {
+                *cache.lock() = None;
+            }
+        }
     }
 
     /// Drops every session object and token handle of a slot (after `C_InitToken`).
@@ -98,12 +117,12 @@ pub enum AttrRead {
 pub(super) struct Found {
     handle: CK_OBJECT_HANDLE,
     entry: Entry,
-    pub object: Object,
+    pub object: Arc<Object>,
 }
 
 impl Found {
     pub fn is_token(&self) -> bool {
-        matches!(self.entry.location, Location::Token(_))
+        matches!(self.entry.location, Location::Token { .. })
     }
 }
 
@@ -122,7 +141,7 @@ impl Module {
         let slot = self.slot(entry.slot_id)?;
         let object = match &entry.location {
             Location::Session { object, .. } => object.read().clone(),
-            Location::Token(id) => match slot.backend.read_object(*id, with_secrets) {
+            Location::Token { id, cache } => match self.read_token_object(slot, *id, cache, with_secrets) {
                 Ok(o) => o,
                 Err(e) if e.rv() == CKR_OBJECT_HANDLE_INVALID => {
                     // Destroyed by another process.
@@ -136,6 +155,20 @@ impl Module {
             return Err(rv(CKR_OBJECT_HANDLE_INVALID));
         }
         Ok(Found { handle, entry, object })
+    }
+
+    fn read_token_object(&self, slot: &Slot, id: ObjectId, cache: &Mutex<Option<CachedObject>>, with_secrets: bool) -> Result<Arc<Object>> {
+        let generation = slot.backend.generation()?;
+        let login_epoch = slot.login_epoch();
+        let mut cached = cache.lock();
+        if let Some(c) = cached.as_ref() {
+            if c.generation == generation && c.login_epoch == login_epoch && (c.with_secrets || !with_secrets) {
+                return Ok(c.object.clone());
+            }
+        }
+        let object = Arc::new(slot.backend.read_object(id, with_secrets)?);
+        *cached = Some(CachedObject { generation, login_epoch, with_secrets, object: object.clone() });
+        Ok(object)
     }
 
     /// Checks the session may write an object with these properties.
@@ -198,7 +231,7 @@ impl Module {
         let slot = self.slot(session.slot_id)?;
         let found = self.find_object(session, handle, false)?;
         self.check_writable(session, slot, found.is_token(), found.object.is_private())?;
-        if let Location::Token(id) = found.entry.location {
+        if let Location::Token { id, .. } = found.entry.location {
             slot.backend.destroy_object(id)?;
         }
         self.objects.forget(found.handle);
@@ -251,11 +284,13 @@ impl Module {
             Location::Session { object, .. } => {
                 // Session objects hold their secrets in memory; keep them.
                 let mut stored = object.write();
+                let mut updated = Object::clone(&stored);
                 for (ty, value) in template.iter() {
-                    stored.set(ty, value.to_vec());
+                    updated.set(ty, value.to_vec());
                 }
+                *stored = Arc::new(updated);
             }
-            Location::Token(id) => {
+            Location::Token { id, .. } => {
                 let types: Vec<_> = template.iter().map(|(t, _)| t).collect();
                 slot.backend.update_object(*id, &changed, &types)?;
             }
@@ -282,7 +317,7 @@ impl Module {
                         let o = object.read();
                         ((user || !o.is_private()) && o.matches(template)).then_some(*h)
                     }
-                    Location::Token(_) => None,
+                    Location::Token { .. } => None,
                 })
                 .collect()
         };

@@ -19,6 +19,11 @@ pub struct Slot {
     pub description: String,
     pub backend: Box<dyn Backend>,
     login: RwLock<LoginState>,
+    /// Changes at every login and logout, so cached objects read under another login state
+    /// are not reused.
+    login_epoch: std::sync::atomic::AtomicU64,
+    /// The mechanisms this slot offers, fixed when the module is initialised.
+    pub mechanisms: Vec<CK_MECHANISM_TYPE>,
 }
 
 /// Token info with the session counts the core keeps.
@@ -30,7 +35,25 @@ pub struct TokenStatus {
 
 impl Slot {
     pub fn new(id: CK_SLOT_ID, description: String, backend: Box<dyn Backend>) -> Self {
-        Self { id, description, backend, login: RwLock::new(LoginState::Public) }
+        let offered = backend.mechanisms();
+        let mechanisms = crate::mechanism::MECHANISMS.iter().map(|m| m.kind).filter(|k| offered.contains(k)).collect();
+        Self {
+            id,
+            description,
+            backend,
+            login: RwLock::new(LoginState::Public),
+            login_epoch: std::sync::atomic::AtomicU64::new(0),
+            mechanisms,
+        }
+    }
+
+    pub fn login_epoch(&self) -> u64 {
+        self.login_epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn set_login(&self, state: &mut LoginState, new: LoginState) {
+        *state = new;
+        self.login_epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     pub fn login_state(&self) -> LoginState {
@@ -54,7 +77,7 @@ impl Slot {
             _ => return Err(rv(CKR_USER_ANOTHER_ALREADY_LOGGED_IN)),
         }
         self.backend.login(user, pin)?;
-        *state = wanted;
+        self.set_login(&mut state, wanted);
         Ok(())
     }
 
@@ -64,7 +87,7 @@ impl Slot {
             return Err(rv(CKR_USER_NOT_LOGGED_IN));
         }
         self.backend.logout();
-        *state = LoginState::Public;
+        self.set_login(&mut state, LoginState::Public);
         Ok(())
     }
 
@@ -73,7 +96,7 @@ impl Slot {
         let mut state = self.login.write();
         if *state != LoginState::Public {
             self.backend.logout();
-            *state = LoginState::Public;
+            self.set_login(&mut state, LoginState::Public);
         }
     }
 }

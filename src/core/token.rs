@@ -32,13 +32,11 @@ impl Module {
     }
 
     pub fn mechanism_list(&self, slot_id: CK_SLOT_ID) -> Result<Vec<CK_MECHANISM_TYPE>> {
-        let slot = self.slot(slot_id)?;
-        let offered = slot.backend.mechanisms();
-        Ok(mechanism::MECHANISMS.iter().map(|m| m.kind).filter(|k| offered.contains(k)).collect())
+        Ok(self.slot(slot_id)?.mechanisms.clone())
     }
 
     pub fn mechanism_info(&self, slot_id: CK_SLOT_ID, kind: CK_MECHANISM_TYPE) -> Result<&'static MechanismEntry> {
-        if !self.mechanism_list(slot_id)?.contains(&kind) {
+        if !self.slot(slot_id)?.mechanisms.contains(&kind) {
             return Err(rv(CKR_MECHANISM_INVALID));
         }
         mechanism::entry(kind)
@@ -72,6 +70,7 @@ impl Module {
         self.objects.drop_session_objects(handle);
         if self.sessions.on_slot(slot_id).is_empty() {
             self.slot(slot_id)?.logout_all();
+            self.objects.clear_cache(slot_id);
         }
         Ok(())
     }
@@ -85,6 +84,7 @@ impl Module {
             }
         }
         slot.logout_all();
+        self.objects.clear_cache(slot_id);
         Ok(())
     }
 
@@ -143,7 +143,9 @@ impl Module {
 
     pub fn logout(&self, handle: CK_SESSION_HANDLE) -> Result<()> {
         let (slot, _) = self.session_slot(handle)?;
-        slot.logout()
+        slot.logout()?;
+        self.objects.clear_cache(slot.id);
+        Ok(())
     }
 
     pub fn init_pin(&self, handle: CK_SESSION_HANDLE, pin: &[u8]) -> Result<()> {

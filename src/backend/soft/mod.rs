@@ -255,6 +255,10 @@ impl Backend for SoftToken {
         *self.token_key.write() = None;
     }
 
+    fn generation(&self) -> Result<u64> {
+        self.store()?.generation()
+    }
+
     fn create_object(&self, object: &Object) -> Result<ObjectId> {
         let uid = random_bytes::<16>()?;
         let types: Vec<CK_ATTRIBUTE_TYPE> = object.iter().map(|(t, _)| t).collect();

@@ -4,7 +4,8 @@
 //! power loss.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
@@ -37,9 +38,15 @@ const MIGRATIONS: &[&str] = &[
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const POOL_SIZE: usize = 8;
 
+/// How stale this process's view of another process's writes may be.
+pub const GENERATION_RECHECK: Duration = Duration::from_millis(10);
+
 pub struct Store {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    local_writes: AtomicU64,
+    /// When the persisted generation was last read, and its value.
+    checked: Mutex<(Option<Instant>, u64)>,
 }
 
 /// A pooled connection, returned to the pool when dropped.
@@ -76,7 +83,12 @@ impl Store {
     /// Opens (creating if needed) the token file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         create_private(path)?;
-        let store = Store { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) };
+        let store = Store {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+            local_writes: AtomicU64::new(0),
+            checked: Mutex::new((None, 0)),
+        };
         let mut conn = store.connect()?;
         migrate(&mut conn).map_err(|e| {
             tracing::error!(file = %path.display(), "token file cannot be opened: {e}");
@@ -110,12 +122,32 @@ impl Store {
     }
 
     /// Runs `f` in one write transaction; nothing of it is kept unless it returns `Ok`.
+    /// Every committed write moves the token's generation on (see [`Store::generation`]).
     pub fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
+        tx.execute(
+            "INSERT INTO meta (name, value) VALUES ('generation', 1)
+             ON CONFLICT(name) DO UPDATE SET value = value + 1",
+            [],
+        )?;
         tx.commit()?;
+        self.local_writes.fetch_add(1, Ordering::AcqRel);
         Ok(out)
+    }
+
+    /// A number that changes with every write: at once for writes of this process, and
+    /// within `GENERATION_RECHECK` for writes of other processes, so that a hot key is not
+    /// re-read from the file on every operation.
+    pub fn generation(&self) -> Result<u64> {
+        let mut checked = self.checked.lock();
+        if checked.0.is_none_or(|at| at.elapsed() >= GENERATION_RECHECK) {
+            let conn = self.conn()?;
+            let persisted: i64 = meta_get(&conn, "generation")?.unwrap_or(0);
+            *checked = (Some(Instant::now()), persisted as u64);
+        }
+        Ok(checked.1.wrapping_add(self.local_writes.load(Ordering::Acquire)))
     }
 
     pub fn path(&self) -> &Path {
