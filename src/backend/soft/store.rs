@@ -45,8 +45,11 @@ pub struct Store {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     local_writes: AtomicU64,
-    /// When the persisted generation was last read, and its value.
-    checked: Mutex<(Option<Instant>, u64)>,
+    /// The persisted generation as last read, and when (nanoseconds since `epoch`; 0: never).
+    persisted: AtomicU64,
+    checked_at: AtomicU64,
+    epoch: Instant,
+    rechecking: Mutex<()>,
 }
 
 /// A pooled connection, returned to the pool when dropped.
@@ -87,7 +90,10 @@ impl Store {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
             local_writes: AtomicU64::new(0),
-            checked: Mutex::new((None, 0)),
+            persisted: AtomicU64::new(0),
+            checked_at: AtomicU64::new(0),
+            epoch: Instant::now(),
+            rechecking: Mutex::new(()),
         };
         let mut conn = store.connect()?;
         migrate(&mut conn).map_err(|e| {
@@ -139,15 +145,20 @@ impl Store {
 
     /// A number that changes with every write: at once for writes of this process, and
     /// within `GENERATION_RECHECK` for writes of other processes, so that a hot key is not
-    /// re-read from the file on every operation.
+    /// re-read from the file on every operation. Lock-free on the fast path: one thread at a
+    /// time re-reads the persisted value while the others use the last one.
     pub fn generation(&self) -> Result<u64> {
-        let mut checked = self.checked.lock();
-        if checked.0.is_none_or(|at| at.elapsed() >= GENERATION_RECHECK) {
-            let conn = self.conn()?;
-            let persisted: i64 = meta_get(&conn, "generation")?.unwrap_or(0);
-            *checked = (Some(Instant::now()), persisted as u64);
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let due = now.saturating_sub(self.checked_at.load(Ordering::Acquire)) >= GENERATION_RECHECK.as_nanos() as u64;
+        if due {
+            if let Some(_guard) = self.rechecking.try_lock() {
+                let conn = self.conn()?;
+                let persisted: i64 = meta_get(&conn, "generation")?.unwrap_or(0);
+                self.persisted.store(persisted as u64, Ordering::Release);
+                self.checked_at.store(now.max(1), Ordering::Release);
+            }
         }
-        Ok(checked.1.wrapping_add(self.local_writes.load(Ordering::Acquire)))
+        Ok(self.persisted.load(Ordering::Acquire).wrapping_add(self.local_writes.load(Ordering::Acquire)))
     }
 
     pub fn path(&self) -> &Path {
