@@ -57,9 +57,10 @@ pub fn signer(mechanism: &Mechanism, key: &Object, sign: bool) -> Result<Box<dyn
         if key.class() != CKO_PRIVATE_KEY {
             return Err(rv(CKR_KEY_TYPE_INCONSISTENT));
         }
-        Key::Signing(p256::ecdsa::SigningKey::from(keys::p256_private(key)?))
+        // Making a signing key computes its public point: do it once per key object.
+        Key::Signing(key.prepared(|k| Ok(p256::ecdsa::SigningKey::from(keys::p256_private(k)?)))?)
     } else {
-        Key::Verifying(p256::ecdsa::VerifyingKey::from(keys::p256_public(key)?))
+        Key::Verifying(key.prepared(|k| Ok(p256::ecdsa::VerifyingKey::from(keys::p256_public(k)?)))?)
     };
     Ok(Box::new(EcdsaSigner { key, input }))
 }

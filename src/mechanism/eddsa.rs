@@ -38,9 +38,10 @@ pub fn signer(mechanism: &Mechanism, key: &Object, sign: bool) -> Result<Box<dyn
         if key.class() != CKO_PRIVATE_KEY {
             return Err(rv(CKR_KEY_TYPE_INCONSISTENT));
         }
-        Key::Signing(keys::ed25519_private(key)?)
+        // Making a signing key computes its public point: do it once per key object.
+        Key::Signing(key.prepared(keys::ed25519_private)?)
     } else {
-        Key::Verifying(keys::ed25519_public(key)?)
+        Key::Verifying(key.prepared(keys::ed25519_public)?)
     };
     Ok(Box::new(EddsaSigner { key, message: Zeroizing::new(Vec::new()) }))
 }

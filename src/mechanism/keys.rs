@@ -339,6 +339,10 @@ fn rsa_check_size(bits: usize) -> Result<()> {
 
 /// The RSA public key of a public or private key object (`CKA_MODULUS`, `CKA_PUBLIC_EXPONENT`).
 pub(crate) fn rsa_public(object: &Object) -> Result<rsa::PublicKey> {
+    object.prepared(parse_rsa_public)
+}
+
+fn parse_rsa_public(object: &Object) -> Result<rsa::PublicKey> {
     let (n, e) = rsa_public_parts(object)?;
     let key = rsa::PublicKey::new(n, e).map_err(|_| rv(CKR_ATTRIBUTE_VALUE_INVALID))?;
     rsa_check_size(key.n().bit_width() as usize)?;
@@ -348,6 +352,10 @@ pub(crate) fn rsa_public(object: &Object) -> Result<rsa::PublicKey> {
 /// The RSA private key of a private key object: `CKA_MODULUS`, `CKA_PUBLIC_EXPONENT`,
 /// `CKA_PRIVATE_EXPONENT`, and the primes if present (recovered from d otherwise).
 pub(crate) fn rsa_private(object: &Object) -> Result<rsa::PrivateKey> {
+    object.prepared(parse_rsa_private)
+}
+
+fn parse_rsa_private(object: &Object) -> Result<rsa::PrivateKey> {
     let (n, e) = rsa_public_parts(object)?;
     let precision = n.bits_precision();
     let secret = |ty| -> Result<Option<BoxedUint>> {

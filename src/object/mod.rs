@@ -3,9 +3,12 @@
 
 pub mod policy;
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use cryptoki_sys::*;
+use parking_lot::RwLock;
 use zeroize::Zeroizing;
 
 use crate::error::{rv, Result};
@@ -56,12 +59,32 @@ impl AttributeTemplate {
 }
 
 /// One object: its attributes by type.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Object {
     attrs: BTreeMap<CK_ATTRIBUTE_TYPE, AttrValue>,
+    /// Values computed once from the attributes (a parsed private key, say), by type. An
+    /// object the core keeps (`Arc<Object>`) is never changed in place, so they stay valid.
+    prepared: RwLock<Vec<Arc<dyn Any + Send + Sync>>>,
+}
+
+impl Clone for Object {
+    /// A copy has the same attributes and nothing prepared: it may be changed.
+    fn clone(&self) -> Self {
+        Self { attrs: self.attrs.clone(), prepared: RwLock::default() }
+    }
 }
 
 impl Object {
+    /// The value `make` computes from this object, computed on first use and then reused.
+    pub fn prepared<T: Clone + Send + Sync + 'static>(&self, make: impl FnOnce(&Object) -> Result<T>) -> Result<T> {
+        if let Some(found) = self.prepared.read().iter().find_map(|v| v.downcast_ref::<T>()) {
+            return Ok(found.clone());
+        }
+        let value = make(self)?;
+        self.prepared.write().push(Arc::new(value.clone()));
+        Ok(value)
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -72,6 +95,7 @@ impl Object {
 
     pub fn set(&mut self, ty: CK_ATTRIBUTE_TYPE, value: impl Into<Vec<u8>>) {
         self.attrs.insert(ty, Zeroizing::new(value.into()));
+        self.prepared.get_mut().clear();
     }
 
     pub fn set_bool(&mut self, ty: CK_ATTRIBUTE_TYPE, value: bool) {
@@ -84,6 +108,7 @@ impl Object {
 
     pub fn remove(&mut self, ty: CK_ATTRIBUTE_TYPE) {
         self.attrs.remove(&ty);
+        self.prepared.get_mut().clear();
     }
 
     pub fn contains(&self, ty: CK_ATTRIBUTE_TYPE) -> bool {
