@@ -107,6 +107,7 @@ enum C {
     Find,
     InitOpen,
     Login,
+    FirstFind,
 }
 
 struct Case {
@@ -118,7 +119,12 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { c: C::GcmEnc64, id: "aes-gcm-enc-64", what: "AES-256-GCM encrypt 64 B (C_EncryptInit+C_Encrypt, fresh IV)", bytes: 64 },
+    Case {
+        c: C::GcmEnc64,
+        id: "aes-gcm-enc-64",
+        what: "AES-256-GCM encrypt 64 B (C_EncryptInit+C_Encrypt, fresh IV)",
+        bytes: 64,
+    },
     Case { c: C::GcmEnc4k, id: "aes-gcm-enc-4k", what: "AES-256-GCM encrypt 4 KiB", bytes: 4096 },
     Case { c: C::GcmEnc1m, id: "aes-gcm-enc-1m", what: "AES-256-GCM encrypt 1 MiB", bytes: 1 << 20 },
     Case { c: C::GcmDec4k, id: "aes-gcm-dec-4k", what: "AES-256-GCM decrypt 4 KiB", bytes: 4096 },
@@ -129,22 +135,63 @@ const CASES: &[Case] = &[
     Case { c: C::EcdsaSha256, id: "ecdsa-sha256-sign-4k", what: "CKM_ECDSA_SHA256 P-256 sign of 4 KiB", bytes: 4096 },
     Case { c: C::EdSign, id: "ed25519-sign", what: "CKM_EDDSA Ed25519 sign of 64 B", bytes: 0 },
     Case { c: C::EdVerify, id: "ed25519-verify", what: "CKM_EDDSA Ed25519 verify of 64 B", bytes: 0 },
-    Case { c: C::RsaPkcs1Sign, id: "rsa2048-pkcs1-sha256-sign", what: "CKM_SHA256_RSA_PKCS RSA-2048 sign of 64 B", bytes: 0 },
-    Case { c: C::RsaPssSign, id: "rsa2048-pss-sha256-sign", what: "CKM_SHA256_RSA_PKCS_PSS RSA-2048 sign of 64 B (MGF1-SHA256, salt 32)", bytes: 0 },
-    Case { c: C::RsaOaepEnc, id: "rsa2048-oaep-sha256-enc", what: "CKM_RSA_PKCS_OAEP (SHA-256) RSA-2048 encrypt of 32 B", bytes: 0 },
-    Case { c: C::RsaOaepDec, id: "rsa2048-oaep-sha256-dec", what: "CKM_RSA_PKCS_OAEP (SHA-256) RSA-2048 decrypt of 32 B", bytes: 0 },
+    Case {
+        c: C::RsaPkcs1Sign,
+        id: "rsa2048-pkcs1-sha256-sign",
+        what: "CKM_SHA256_RSA_PKCS RSA-2048 sign of 64 B",
+        bytes: 0,
+    },
+    Case {
+        c: C::RsaPssSign,
+        id: "rsa2048-pss-sha256-sign",
+        what: "CKM_SHA256_RSA_PKCS_PSS RSA-2048 sign of 64 B (MGF1-SHA256, salt 32)",
+        bytes: 0,
+    },
+    Case {
+        c: C::RsaOaepEnc,
+        id: "rsa2048-oaep-sha256-enc",
+        what: "CKM_RSA_PKCS_OAEP (SHA-256) RSA-2048 encrypt of 32 B",
+        bytes: 0,
+    },
+    Case {
+        c: C::RsaOaepDec,
+        id: "rsa2048-oaep-sha256-dec",
+        what: "CKM_RSA_PKCS_OAEP (SHA-256) RSA-2048 decrypt of 32 B",
+        bytes: 0,
+    },
     Case { c: C::P256Gen, id: "p256-keypair-gen", what: "C_GenerateKeyPair P-256 (session objects)", bytes: 0 },
-    Case { c: C::AesGenToken, id: "aes256-keygen-token", what: "C_GenerateKey AES-256 as a token object (stored)", bytes: 0 },
+    Case {
+        c: C::AesGenToken,
+        id: "aes256-keygen-token",
+        what: "C_GenerateKey AES-256 as a token object (stored)",
+        bytes: 0,
+    },
     Case { c: C::Random, id: "random-32", what: "C_GenerateRandom 32 B", bytes: 0 },
     Case { c: C::OpenClose, id: "session-open-close", what: "C_OpenSession + C_CloseSession", bytes: 0 },
     Case { c: C::Digest, id: "sha256-digest-4k", what: "C_DigestInit+C_Digest SHA-256 of 4 KiB", bytes: 4096 },
-    Case { c: C::Find, id: "find-object", what: "C_FindObjectsInit+C_FindObjects+C_FindObjectsFinal of one label among N token objects", bytes: 0 },
-    Case { c: C::InitOpen, id: "initialize-open", what: "C_Initialize + C_OpenSession with N token objects (C_Finalize not timed)", bytes: 0 },
+    Case {
+        c: C::Find,
+        id: "find-object",
+        what: "C_FindObjectsInit+C_FindObjects+C_FindObjectsFinal of one label among N token objects",
+        bytes: 0,
+    },
+    Case {
+        c: C::InitOpen,
+        id: "initialize-open",
+        what: "C_Initialize + C_OpenSession with N token objects (C_Finalize not timed)",
+        bytes: 0,
+    },
     Case { c: C::Login, id: "login", what: "C_Login (user) right after C_Initialize + C_OpenSession", bytes: 0 },
+    Case {
+        c: C::FirstFind,
+        id: "first-find",
+        what: "first C_FindObjects* of one label after C_Initialize + C_OpenSession + C_Login",
+        bytes: 0,
+    },
 ];
 
 fn is_lifecycle(c: C) -> bool {
-    matches!(c, C::InitOpen | C::Login)
+    matches!(c, C::InitOpen | C::Login | C::FirstFind)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,6 +201,9 @@ fn is_lifecycle(c: C) -> bool {
 fn thread_cpu() -> Option<f64> {
     cpu_time::ThreadTime::try_now().ok().map(|t| t.as_duration().as_secs_f64())
 }
+
+/// A thread's calls, wall seconds and CPU seconds.
+type ThreadResult = Result<(u64, f64, Option<f64>), String>;
 
 #[derive(Clone, Copy, Debug)]
 struct Sample {
@@ -183,7 +233,7 @@ where
 {
     let barrier = Barrier::new(threads);
     let dur = Duration::from_secs_f64(secs);
-    let results: Vec<Result<(u64, f64, Option<f64>), String>> = std::thread::scope(|sc| {
+    let results: Vec<ThreadResult> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let (barrier, init, op, done) = (&barrier, &init, &op, &done);
@@ -283,7 +333,11 @@ impl Fail {
 }
 
 fn fail(e: CkError) -> Fail {
-    if unsupported(&e) { Fail::Na(ck(e)) } else { Fail::Err(ck(e)) }
+    if unsupported(&e) {
+        Fail::Na(ck(e))
+    } else {
+        Fail::Err(ck(e))
+    }
 }
 
 type Pair = (ObjectHandle, ObjectHandle);
@@ -349,12 +403,8 @@ impl Module {
         let ctx = Pkcs11::new(path).map_err(|e| format!("loading {}: {}", path.display(), ck(e)))?;
         ctx.initialize(init_args()).map_err(ck)?;
         let li = ctx.get_library_info().map_err(ck)?;
-        let info = format!(
-            "{} / {} {}",
-            li.manufacturer_id().trim(),
-            li.library_description().trim(),
-            li.library_version()
-        );
+        let info =
+            format!("{} / {} {}", li.manufacturer_id().trim(), li.library_description().trim(), li.library_version());
         let first = *ctx.get_slots_with_token().map_err(ck)?.first().ok_or("the module shows no slot with a token")?;
         ctx.init_token(first, &pin(SO_PIN), TOKEN_LABEL).map_err(|e| format!("C_InitToken: {}", ck(e)))?;
         // SoftHSM2 gives an initialised token a new slot id: look it up by label.
@@ -383,7 +433,11 @@ impl Module {
     }
 
     fn need(&self, m: CK_MECHANISM_TYPE, name: &str) -> Result<(), Fail> {
-        if self.mechs.contains(&m) { Ok(()) } else { Err(Fail::Na(format!("module lists no {name}"))) }
+        if self.mechs.contains(&m) {
+            Ok(())
+        } else {
+            Err(Fail::Na(format!("module lists no {name}")))
+        }
     }
 
     fn aes_key(&mut self) -> Result<ObjectHandle, Fail> {
@@ -623,7 +677,10 @@ fn variants(m: &mut Module, c: C, nobj: usize) -> Result<Vec<Variant>, Fail> {
                 w.s.wrap_key(&mech, key, target).map(drop)
             });
             if c == C::Kwp {
-                vec![noted(op, "CKM_AES_KEY_WRAP_PAD (0x210A): cryptoki 0.12 cannot name CKM_AES_KEY_WRAP_KWP (0x210B)")]
+                vec![noted(
+                    op,
+                    "CKM_AES_KEY_WRAP_PAD (0x210A): cryptoki 0.12 cannot name CKM_AES_KEY_WRAP_KWP (0x210B)",
+                )]
             } else {
                 vec![v(op)]
             }
@@ -719,7 +776,12 @@ fn variants(m: &mut Module, c: C, nobj: usize) -> Result<Vec<Variant>, Fail> {
                 let (a, b) = w.s.generate_key_pair(
                     &Mechanism::EccKeyPairGen,
                     &[Attribute::Token(false), Attribute::EcParams(P256_PARAMS.to_vec()), Attribute::Verify(true)],
-                    &[Attribute::Token(false), Attribute::Private(true), Attribute::Sensitive(true), Attribute::Sign(true)],
+                    &[
+                        Attribute::Token(false),
+                        Attribute::Private(true),
+                        Attribute::Sensitive(true),
+                        Attribute::Sign(true),
+                    ],
                 )?;
                 w.made.extend([a, b]);
                 Ok(())
@@ -768,7 +830,7 @@ fn variants(m: &mut Module, c: C, nobj: usize) -> Result<Vec<Variant>, Fail> {
                 Ok(())
             }))]
         }
-        C::InitOpen | C::Login => unreachable!("lifecycle cases are timed apart"),
+        C::InitOpen | C::Login | C::FirstFind => unreachable!("lifecycle cases are timed apart"),
     })
 }
 
@@ -869,45 +931,50 @@ fn run_raw(op: &RawOp, threads: usize, secs: f64) -> Result<Sample, String> {
 // ---------------------------------------------------------------------------------------------
 // C_Initialize / C_Login cycles
 
-/// One `C_Initialize`+`C_OpenSession` and one `C_Login`, each timed; finalises after.
-fn lifecycle_once(m: &Module) -> Result<(Sample, Sample), String> {
+/// One cycle, three timings: `C_Initialize`+`C_OpenSession`, then `C_Login`, then the first
+/// `C_FindObjects*` of one label (what a lazily loading module defers); finalises after.
+fn lifecycle_once(m: &Module, label: &[u8]) -> Result<[Sample; 3], String> {
     set_env(&m.dir);
-    let c0 = thread_cpu().unwrap_or(f64::NAN);
-    let t0 = Instant::now();
+    let mut marks = vec![(Instant::now(), thread_cpu().unwrap_or(f64::NAN))];
+    let mut mark = || marks.push((Instant::now(), thread_cpu().unwrap_or(f64::NAN)));
     m.ctx.initialize(init_args()).map_err(ck)?;
-    let s = m.ctx.open_ro_session(m.slot).map_err(|e| {
-        let _ = m.ctx.clone().finalize();
-        ck(e)
-    });
-    let s = s?;
-    let t1 = Instant::now();
-    let c1 = thread_cpu().unwrap_or(f64::NAN);
-    let login = s.login(UserType::User, Some(&pin(USER_PIN))).map_err(ck);
-    let t2 = Instant::now();
-    let c2 = thread_cpu().unwrap_or(f64::NAN);
-    drop(s);
+    let r = (|| {
+        let s = m.ctx.open_ro_session(m.slot).map_err(ck)?;
+        mark();
+        s.login(UserType::User, Some(&pin(USER_PIN))).map_err(ck)?;
+        mark();
+        let found = s.find_objects(&[Attribute::Label(label.to_vec())]).map_err(ck)?;
+        mark();
+        if found.len() != 1 {
+            return Err(format!("first find: {} objects found, expected 1", found.len()));
+        }
+        Ok(())
+    })();
     m.ctx.clone().finalize().map_err(ck)?;
-    login?;
-    Ok((
-        Sample { ops: 1, wall: (t1 - t0).as_secs_f64(), cpu: c1 - c0 },
-        Sample { ops: 1, wall: (t2 - t1).as_secs_f64(), cpu: c2 - c1 },
-    ))
+    r?;
+    let d = |i: usize| Sample {
+        ops: 1,
+        wall: (marks[i + 1].0 - marks[i].0).as_secs_f64(),
+        cpu: marks[i + 1].1 - marks[i].1,
+    };
+    Ok([d(0), d(1), d(2)])
 }
 
 /// Repeats the cycle for about `secs` (at least twice) and adds the samples up.
-fn lifecycle(m: &Module, secs: f64) -> Result<(Sample, Sample), String> {
+fn lifecycle(m: &Module, secs: f64, nobj: usize) -> Result<[Sample; 3], String> {
     let start = Instant::now();
-    let mut a = Sample { ops: 0, wall: 0.0, cpu: 0.0 };
-    let mut b = a;
-    while a.ops < 2 || start.elapsed().as_secs_f64() < secs {
-        let (x, y) = lifecycle_once(m)?;
-        a = Sample { ops: a.ops + 1, wall: a.wall + x.wall, cpu: a.cpu + x.cpu };
-        b = Sample { ops: b.ops + 1, wall: b.wall + y.wall, cpu: b.cpu + y.cpu };
-        if a.ops >= 200 {
+    let mut sum = [Sample { ops: 0, wall: 0.0, cpu: 0.0 }; 3];
+    let label = obj_label(nobj / 2);
+    while sum[0].ops < 2 || start.elapsed().as_secs_f64() < secs {
+        let x = lifecycle_once(m, &label)?;
+        for (a, b) in sum.iter_mut().zip(x) {
+            *a = Sample { ops: a.ops + 1, wall: a.wall + b.wall, cpu: a.cpu + b.cpu };
+        }
+        if sum[0].ops >= 200 {
             break;
         }
     }
-    Ok((a, b))
+    Ok(sum)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -990,7 +1057,11 @@ fn json_str(s: &str) -> String {
 }
 
 fn json_num(x: f64) -> String {
-    if x.is_finite() { format!("{x:.6}") } else { "null".into() }
+    if x.is_finite() {
+        format!("{x:.6}")
+    } else {
+        "null".into()
+    }
 }
 
 struct Machine {
@@ -1043,7 +1114,7 @@ pub fn run(mut a: BenchArgs) -> Result<bool, String> {
         a.seconds_per_case = a.seconds_per_case.min(0.05);
     }
     let nobj = a.objects.unwrap_or(if a.smoke { 100 } else { 10_000 });
-    if a.rounds == 0 || a.threads.is_empty() || a.threads.contains(&0) || !(a.seconds_per_case > 0.0) {
+    if a.rounds == 0 || a.threads.is_empty() || a.threads.contains(&0) || a.seconds_per_case.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return Err("--rounds, --threads and --seconds-per-case must be positive".into());
     }
     let selected: Vec<usize> = (0..CASES.len())
@@ -1090,8 +1161,8 @@ fn run_loaded(a: &BenchArgs, selected: &[usize], nobj: usize, mods: &mut [Module
     let mut ops: Vec<Vec<Option<Variant>>> = Vec::new();
     for m in mods.iter_mut() {
         let mut per = Vec::new();
-        for ci in 0..CASES.len() {
-            let c = CASES[ci].c;
+        for (ci, case) in CASES.iter().enumerate() {
+            let c = case.c;
             if !selected.contains(&ci) || is_lifecycle(c) {
                 per.push(None);
                 continue;
@@ -1102,21 +1173,29 @@ fn run_loaded(a: &BenchArgs, selected: &[usize], nobj: usize, mods: &mut [Module
                 Err(f) => (None, Some(f), None),
             };
             for &t in &a.threads {
-                rows.push(Row { case: ci, module: m.name.clone(), threads: t, note: note.clone(), samples: vec![], failed: failed.clone() });
+                rows.push(Row {
+                    case: ci,
+                    module: m.name.clone(),
+                    threads: t,
+                    note: note.clone(),
+                    samples: vec![],
+                    failed: failed.clone(),
+                });
             }
             per.push(op);
         }
         // The lifecycle cases run with the N objects present.
-        for ci in 0..CASES.len() {
-            if selected.contains(&ci) && is_lifecycle(CASES[ci].c) {
+        for (ci, case) in CASES.iter().enumerate() {
+            if selected.contains(&ci) && is_lifecycle(case.c) {
                 let failed = m.objects(nobj).err();
                 rows.push(Row { case: ci, module: m.name.clone(), threads: 1, note: None, samples: vec![], failed });
             }
         }
         ops.push(per);
     }
-    let raw: Vec<Option<RawOp>> =
-        (0..CASES.len()).map(|ci| if a.no_raw || !selected.contains(&ci) { None } else { raw_op(CASES[ci].c) }).collect();
+    let raw: Vec<Option<RawOp>> = (0..CASES.len())
+        .map(|ci| if a.no_raw || !selected.contains(&ci) { None } else { raw_op(CASES[ci].c) })
+        .collect();
     for (ci, r) in raw.iter().enumerate() {
         if r.is_some() {
             for &t in &a.threads {
@@ -1203,12 +1282,16 @@ fn run_loaded(a: &BenchArgs, selected: &[usize], nobj: usize, mods: &mut [Module
                 if !usable[mi] {
                     continue;
                 }
-                let r = lifecycle(m, secs);
+                let r = lifecycle(m, secs, nobj);
                 for &ci in &life {
                     let ri = row_index(&rows, ci, &m.name, 1).expect("row");
                     match &r {
-                        Ok((init, login)) => {
-                            let s = if CASES[ci].c == C::InitOpen { *init } else { *login };
+                        Ok(three) => {
+                            let s = match CASES[ci].c {
+                                C::InitOpen => three[0],
+                                C::Login => three[1],
+                                _ => three[2],
+                            };
                             eprintln!(
                                 "bench: round {}/{} {:<26} {:<10} 1t {:>12} ops/s",
                                 round + 1,
@@ -1241,7 +1324,8 @@ fn run_loaded(a: &BenchArgs, selected: &[usize], nobj: usize, mods: &mut [Module
     };
 
     let mut out = String::new();
-    let _ = writeln!(out, "keyfront bench — {} — {} cores, {} (Linux {})", mach.date, mach.nproc, mach.cpu, mach.kernel);
+    let _ =
+        writeln!(out, "keyfront bench — {} — {} cores, {} (Linux {})", mach.date, mach.nproc, mach.cpu, mach.kernel);
     let _ = writeln!(
         out,
         "{} round(s) of {} s per case; median of the rounds; N = {nobj} token objects; PIN KDF {}\n",
@@ -1281,7 +1365,8 @@ fn run_loaded(a: &BenchArgs, selected: &[usize], nobj: usize, mods: &mut [Module
                         ("error", s.clone())
                     }
                 };
-                let _ = writeln!(out, "| {label} | {} | {} | {what} | | | | | {} |", r.module, r.threads, note_ref(&why));
+                let _ =
+                    writeln!(out, "| {label} | {} | {} | {what} | | | | | {} |", r.module, r.threads, note_ref(&why));
             }
             None => {
                 let ops = r.ops();
@@ -1320,14 +1405,14 @@ fn run_loaded(a: &BenchArgs, selected: &[usize], nobj: usize, mods: &mut [Module
         );
         let _ = write!(
             j,
-            "  \"settings\": {{\"rounds\": {}, \"seconds_per_case\": {}, \"threads\": {:?}, \"objects\": {nobj}, \"keep_kdf\": {}, \"smoke\": {}}},\n",
+            "  \"settings\": {{\"rounds\": {}, \"seconds_per_case\": {}, \"threads\": {:?}, \"objects\": {nobj}, \"keep_kdf\": {}, \"smoke\": {}}},",
             a.rounds,
             json_num(secs),
             a.threads,
             a.keep_kdf,
             a.smoke
         );
-        let _ = write!(j, "  \"reference\": {},\n  \"modules\": [", json_str(&reference));
+        let _ = write!(j, "\n  \"reference\": {},\n  \"modules\": [", json_str(&reference));
         for (i, m) in mods.iter().enumerate() {
             let _ = write!(
                 j,
@@ -1351,7 +1436,9 @@ fn run_loaded(a: &BenchArgs, selected: &[usize], nobj: usize, mods: &mut [Module
             let samples: Vec<String> = r
                 .samples
                 .iter()
-                .map(|s| format!("{{\"ops\": {}, \"wall_s\": {}, \"cpu_s\": {}}}", s.ops, json_num(s.wall), json_num(s.cpu)))
+                .map(|s| {
+                    format!("{{\"ops\": {}, \"wall_s\": {}, \"cpu_s\": {}}}", s.ops, json_num(s.wall), json_num(s.cpu))
+                })
                 .collect();
             let _ = write!(
                 j,
