@@ -663,3 +663,76 @@ pub fn hex(s: &str) -> Vec<u8> {
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Child processes with more control (crash, load and fault tests)
+
+/// The command `run_child` would run, not yet started: the caller may add environment,
+/// pipes or a `pre_exec` hook, then spawn it and check it with `assert_child_ok`.
+pub fn child_command(test: &str, slot: CK_SLOT_ID, role: &str) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("KF_CHILD_CONFIG", &fx().config)
+        .env("KF_CHILD_SLOT", slot.to_string())
+        .env("KF_CHILD_ROLE", role);
+    c
+}
+
+/// Panics with the child's output unless it exited 0 and printed `KF_CHILD_DONE <role>`.
+#[track_caller]
+pub fn assert_child_ok(out: &std::process::Output, test: &str, role: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains(&format!("{CHILD_DONE} {role}")),
+        "child {test}/{role} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+}
+
+/// A small xorshift generator: the tests need unpredictable choices, not cryptographic ones.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from the OS; the seed is returned so that a failure can report it.
+    pub fn from_os() -> Rng {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).expect("getrandom");
+        Rng::seeded(u64::from_ne_bytes(b))
+    }
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    /// Uniform in `lo..hi` (hi exclusive, hi > lo).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+pub fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `PRAGMA integrity_check` on a token file, opened read-only with the test binary's own
+/// SQLite. Never call it on a file the module has open in this process: two SQLite copies in
+/// one process do not see each other's POSIX locks.
+pub fn integrity_check(db: &Path) -> String {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap_or_else(|e| panic!("open {} read-only: {e}", db.display()));
+    let rows: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+        .unwrap_or_else(|e| panic!("integrity_check on {}: {e}", db.display()));
+    rows.join("\n")
+}
