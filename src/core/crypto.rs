@@ -156,14 +156,26 @@ impl Module {
         f(&mut session)
     }
 
-    /// Like `with_session`, for a step that uses a private key: refused until the context
-    /// login an always-authenticate key asks for.
-    fn with_private_step<T>(&self, handle: CK_SESSION_HANDLE, private: bool, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
+    /// Runs one step of the operation `which` picks: refused while it waits for a context
+    /// login, and refused for `…Update` calls of single-part mechanisms.
+    fn with_operation<T, O>(
+        &self,
+        handle: CK_SESSION_HANDLE,
+        which: impl FnOnce(&mut Session) -> &mut Option<Pending<O>>,
+        update: bool,
+        f: impl FnOnce(&mut Option<Pending<O>>) -> Result<T>,
+    ) -> Result<T> {
         self.with_session(handle, |session| {
-            if private && session.context_login_needed {
+            let slot = which(session);
+            let pending = slot.as_ref().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
+            if pending.needs_context_login {
                 return Err(rv(CKR_USER_NOT_LOGGED_IN));
             }
-            f(session)
+            if update && pending.single_part {
+                *slot = None;
+                return Err(rv(CKR_FUNCTION_NOT_SUPPORTED));
+            }
+            f(slot)
         })
     }
 
@@ -175,18 +187,18 @@ impl Module {
             }
             let use_ = if encrypt { KeyUse::Encrypt } else { KeyUse::Decrypt };
             let found = self.usable_key(session, key, mechanism, use_)?;
-            let cipher = start_cipher(mechanism, &found.object, encrypt)?;
-            session.context_login_needed |= !encrypt && found.object.flag(CKA_ALWAYS_AUTHENTICATE);
+            let mut pending = Pending::new(start_cipher(mechanism, &found.object, encrypt)?);
+            pending.single_part = mechanism::is_single_part_only(mechanism.kind);
+            pending.needs_context_login = !encrypt && found.object.flag(CKA_ALWAYS_AUTHENTICATE);
             let slot = if encrypt { &mut session.encrypt } else { &mut session.decrypt };
-            *slot = Some(Pending::new(cipher));
+            *slot = Some(pending);
             Ok(())
         })
     }
 
     /// `C_Encrypt`/`C_Decrypt`.
     pub fn cipher_once(&self, handle: CK_SESSION_HANDLE, encrypt: bool, input: &[u8], out: Output<'_>) -> Result<usize> {
-        self.with_private_step(handle, !encrypt, |session| {
-            let slot = if encrypt { &mut session.encrypt } else { &mut session.decrypt };
+        self.with_operation(handle, |s| cipher_slot(s, encrypt), false, |slot| {
             step(slot, out, true, |c| {
                 let mut data = c.update(input)?;
                 data.extend_from_slice(&c.finish()?);
@@ -197,18 +209,12 @@ impl Module {
 
     /// `C_EncryptUpdate`/`C_DecryptUpdate`.
     pub fn cipher_update(&self, handle: CK_SESSION_HANDLE, encrypt: bool, input: &[u8], out: Output<'_>) -> Result<usize> {
-        self.with_private_step(handle, !encrypt, |session| {
-            let slot = if encrypt { &mut session.encrypt } else { &mut session.decrypt };
-            step(slot, out, false, |c| c.update(input))
-        })
+        self.with_operation(handle, |s| cipher_slot(s, encrypt), true, |slot| step(slot, out, false, |c| c.update(input)))
     }
 
     /// `C_EncryptFinal`/`C_DecryptFinal`.
     pub fn cipher_final(&self, handle: CK_SESSION_HANDLE, encrypt: bool, out: Output<'_>) -> Result<usize> {
-        self.with_private_step(handle, !encrypt, |session| {
-            let slot = if encrypt { &mut session.encrypt } else { &mut session.decrypt };
-            step(slot, out, true, |c| c.finish())
-        })
+        self.with_operation(handle, |s| cipher_slot(s, encrypt), false, |slot| step(slot, out, true, |c| c.finish()))
     }
 
     pub fn digest_init(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism) -> Result<()> {
@@ -288,16 +294,18 @@ impl Module {
             } else {
                 mechanism::asym_signer(mechanism, &found.object, sign)?
             };
-            session.context_login_needed |= sign && found.object.flag(CKA_ALWAYS_AUTHENTICATE);
+            let mut pending = Pending::new(signer);
+            pending.single_part = mechanism::is_single_part_only(mechanism.kind);
+            pending.needs_context_login = sign && found.object.flag(CKA_ALWAYS_AUTHENTICATE);
             let slot = if sign { &mut session.sign } else { &mut session.verify };
-            *slot = Some(Pending::new(signer));
+            *slot = Some(pending);
             Ok(())
         })
     }
 
     pub fn sign_once(&self, handle: CK_SESSION_HANDLE, data: &[u8], out: Output<'_>) -> Result<usize> {
-        self.with_private_step(handle, true, |session| {
-            step(&mut session.sign, out, true, |s| {
+        self.with_operation(handle, |s| &mut s.sign, false, |slot| {
+            step(slot, out, true, |s| {
                 s.update(data)?;
                 Ok(Zeroizing::new(s.sign()?))
             })
@@ -306,8 +314,7 @@ impl Module {
 
     /// `C_SignUpdate` (`sign` true) or `C_VerifyUpdate`. A failure ends the operation.
     pub fn sign_update(&self, handle: CK_SESSION_HANDLE, sign: bool, data: &[u8]) -> Result<()> {
-        self.with_private_step(handle, sign, |session| {
-            let slot = if sign { &mut session.sign } else { &mut session.verify };
+        self.with_operation(handle, |s| signer_slot(s, sign), true, |slot| {
             let pending = slot.as_mut().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
             let result = pending.op.update(data);
             if result.is_err() {
@@ -318,7 +325,7 @@ impl Module {
     }
 
     pub fn sign_final(&self, handle: CK_SESSION_HANDLE, out: Output<'_>) -> Result<usize> {
-        self.with_private_step(handle, true, |session| step(&mut session.sign, out, true, |s| Ok(Zeroizing::new(s.sign()?))))
+        self.with_operation(handle, |s| &mut s.sign, false, |slot| step(slot, out, true, |s| Ok(Zeroizing::new(s.sign()?))))
     }
 
     /// `C_Verify` (with `data`) or `C_VerifyFinal` (without): always ends the operation.
@@ -507,6 +514,22 @@ impl Module {
         self.sessions.get(handle)?;
         // The OS generator takes no seed from applications.
         Err(rv(CKR_RANDOM_SEED_NOT_SUPPORTED))
+    }
+}
+
+fn cipher_slot(session: &mut Session, encrypt: bool) -> &mut Option<Pending<Box<dyn mechanism::Cipher>>> {
+    if encrypt {
+        &mut session.encrypt
+    } else {
+        &mut session.decrypt
+    }
+}
+
+fn signer_slot(session: &mut Session, sign: bool) -> &mut Option<Pending<Box<dyn mechanism::Signer>>> {
+    if sign {
+        &mut session.sign
+    } else {
+        &mut session.verify
     }
 }
 

@@ -16,11 +16,16 @@ use crate::mechanism::{Cipher, Digester, Secret, Signer};
 pub struct Pending<T> {
     pub op: T,
     pub output: Option<Secret>,
+    /// The mechanism takes its input in one call only (`C_Sign`, not `C_SignUpdate`).
+    pub single_part: bool,
+    /// The key is CKA_ALWAYS_AUTHENTICATE: `C_Login(CKU_CONTEXT_SPECIFIC)` must come before
+    /// the operation may produce anything.
+    pub needs_context_login: bool,
 }
 
 impl<T> Pending<T> {
     pub fn new(op: T) -> Self {
-        Self { op, output: None }
+        Self { op, output: None, single_part: false, needs_context_login: false }
     }
 }
 
@@ -35,9 +40,15 @@ pub struct Session {
     pub verify: Option<Pending<Box<dyn Signer>>>,
     /// Handles found by `C_FindObjectsInit`, handed out by `C_FindObjects`.
     pub find: Option<std::vec::IntoIter<CK_OBJECT_HANDLE>>,
-    /// A CKA_ALWAYS_AUTHENTICATE key is in use: the next sign or decrypt needs
-    /// `C_Login(CKU_CONTEXT_SPECIFIC)` first.
-    pub context_login_needed: bool,
+}
+
+impl Session {
+    /// The sign or decrypt operation waiting for a context-specific login, if any.
+    pub fn awaiting_context_login(&mut self) -> Option<&mut bool> {
+        let sign = self.sign.as_mut().map(|p| &mut p.needs_context_login);
+        let decrypt = self.decrypt.as_mut().map(|p| &mut p.needs_context_login);
+        sign.into_iter().chain(decrypt).find(|needed| **needed)
+    }
 }
 
 pub type SessionRef = Arc<Mutex<Session>>;
@@ -68,7 +79,6 @@ impl SessionTable {
             sign: None,
             verify: None,
             find: None,
-            context_login_needed: false,
         };
         self.sessions
             .write()

@@ -126,11 +126,11 @@ impl Module {
                 }
                 let session = self.sessions.get(handle)?;
                 let mut session = session.lock();
-                if !session.context_login_needed {
+                let Some(needed) = session.awaiting_context_login() else {
                     return Err(rv(CKR_OPERATION_NOT_INITIALIZED));
-                }
+                };
                 slot.backend.verify_user_pin(pin)?;
-                session.context_login_needed = false;
+                *needed = false;
                 return Ok(());
             }
             _ => return Err(rv(CKR_USER_TYPE_INVALID)),

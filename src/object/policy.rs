@@ -353,6 +353,22 @@ fn fill_defaults(object: &mut Object, class: CK_OBJECT_CLASS) {
     if matches!(class, CKO_PUBLIC_KEY | CKO_PRIVATE_KEY) && !object.contains(CKA_SUBJECT) {
         object.set(CKA_SUBJECT, Vec::new());
     }
+    if class == CKO_CERTIFICATE {
+        // PKCS#11 3.0 §4.6 and §4.6.3 (X.509 public-key certificates).
+        for ty in [CKA_ID, CKA_ISSUER, CKA_SERIAL_NUMBER, CKA_URL, CKA_HASH_OF_SUBJECT_PUBLIC_KEY, CKA_HASH_OF_ISSUER_PUBLIC_KEY, CKA_START_DATE, CKA_END_DATE] {
+            if !object.contains(ty) {
+                object.set(ty, Vec::new());
+            }
+        }
+        for (ty, value) in [(CKA_CERTIFICATE_CATEGORY, CK_CERTIFICATE_CATEGORY_UNSPECIFIED), (CKA_JAVA_MIDP_SECURITY_DOMAIN, 0), (CKA_NAME_HASH_ALGORITHM, CKM_SHA_1)] {
+            if !object.contains(ty) {
+                object.set_ulong(ty, value);
+            }
+        }
+        if !object.contains(CKA_TRUSTED) {
+            object.set_bool(CKA_TRUSTED, false);
+        }
+    }
     if class == CKO_DATA {
         for ty in [CKA_APPLICATION, CKA_OBJECT_ID, CKA_VALUE] {
             if !object.contains(ty) {
