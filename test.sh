@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of keyfront: the Rust unit and integration tests, then the
 # real-consumer conformance checks (conformance/run) against the debug module.
-# Installs the Debian packages it needs when they are missing, so a second run
-# starts straight away.  Exit status is non-zero if anything failed.
+# Installs the Debian packages it needs when they are missing (OpenSC, a C
+# compiler, OpenSSL, and the consumers: GnuTLS tools, the libp11 engine,
+# OpenSSH client, a JDK), so a second run starts straight away.  Exit status is
+# non-zero if anything failed.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -12,6 +14,12 @@ command -v pkcs11-tool >/dev/null || pkgs+=(opensc)
 command -v cc >/dev/null || pkgs+=(gcc libc6-dev)
 { command -v nm && command -v readelf; } >/dev/null || pkgs+=(binutils)
 command -v openssl >/dev/null || pkgs+=(openssl)
+# consumers driven by conformance/run's asymmetric-key checks
+{ command -v p11tool && command -v certtool; } >/dev/null || pkgs+=(gnutls-bin)
+{ command -v ssh-keygen && command -v ssh-agent && command -v ssh-add; } >/dev/null || pkgs+=(openssh-client)
+{ command -v javac && command -v keytool; } >/dev/null || pkgs+=(default-jdk-headless)
+engines=$(openssl version -e 2>/dev/null | sed -n 's/^ENGINESDIR: "\(.*\)"$/\1/p' || true)
+[ -n "$engines" ] && [ -f "$engines/pkcs11.so" ] || pkgs+=(libengine-pkcs11-openssl)
 if [ ${#pkgs[@]} -gt 0 ]; then
 	sudo=
 	[ "$(id -u)" = 0 ] || sudo=sudo
