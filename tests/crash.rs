@@ -206,9 +206,11 @@ fn writer(slot: CK_SLOT_ID) {
         let pick = |rng: &mut Rng| labels[rng.range(0, labels.len() as u64) as usize].clone();
         let size = labels.len() as u64;
         // Weights: creation while small, destruction once large.
-        let destroy_w = if size == 0 { 0 } else if size > 40 { 40 } else { 10 };
-        let other_w = if size == 0 { 0 } else { 1 };
-        let weights = [15, 25, 10 * other_w, 15 * other_w, destroy_w, 8, 4];
+        let weights: [u64; 7] = match size {
+            0 => [15, 25, 0, 0, 0, 8, 4],
+            1..=40 => [15, 25, 10, 15, 10, 8, 4],
+            _ => [5, 5, 5, 15, 40, 8, 4],
+        };
         let total: u64 = weights.iter().sum();
         let mut r = rng.range(0, total);
         let mut choice = 0;
