@@ -7,6 +7,7 @@ use cryptoki_sys::CK_SLOT_ID;
 use serde::Deserialize;
 
 use crate::backend::soft::{DEFAULT_KDF_ITERATIONS, MIN_KDF_ITERATIONS};
+use crate::core::SlotPolicy;
 use crate::error::{Error, Result};
 
 /// One configured slot.
@@ -16,6 +17,7 @@ pub struct SlotConfig {
     /// Slot description, and the token label before `C_InitToken`.
     pub label: String,
     pub kind: SlotKind,
+    pub policy: SlotPolicy,
 }
 
 #[derive(Clone, Debug)]
@@ -40,6 +42,8 @@ struct SlotSection {
     label: Option<String>,
     id: Option<CK_SLOT_ID>,
     pin_kdf_iterations: Option<u32>,
+    /// Allow `CKM_RSA_PKCS` decryption and unwrapping (default true).
+    rsa_pkcs1v15_decrypt: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -77,7 +81,7 @@ pub fn parse(text: &str) -> std::result::Result<Vec<SlotConfig>, String> {
     }
     let mut slots = Vec::new();
     for (index, section) in file.slot.into_iter().enumerate() {
-        let SlotSection { kind: Kind::Soft, path, label, id, pin_kdf_iterations } = section;
+        let SlotSection { kind: Kind::Soft, path, label, id, pin_kdf_iterations, rsa_pkcs1v15_decrypt } = section;
         let kdf_iterations = pin_kdf_iterations.unwrap_or(DEFAULT_KDF_ITERATIONS);
         if kdf_iterations < MIN_KDF_ITERATIONS {
             return Err(format!(
@@ -88,6 +92,7 @@ pub fn parse(text: &str) -> std::result::Result<Vec<SlotConfig>, String> {
             id: id.unwrap_or(index as CK_SLOT_ID),
             label: label.unwrap_or_else(|| "keyfront soft token".into()),
             kind: SlotKind::Soft { path, kdf_iterations },
+            policy: SlotPolicy { rsa_pkcs1v15_decrypt: rsa_pkcs1v15_decrypt.unwrap_or(true) },
         };
         if slots.iter().any(|s: &SlotConfig| s.id == slot.id) {
             return Err(format!("slot {index}: slot id {} is used twice", slot.id));
@@ -116,6 +121,7 @@ fn default_slot() -> Result<SlotConfig> {
         id: 0,
         label: "keyfront".into(),
         kind: SlotKind::Soft { path: data_dir()?.join("soft.db"), kdf_iterations: DEFAULT_KDF_ITERATIONS },
+        policy: SlotPolicy::default(),
     })
 }
 

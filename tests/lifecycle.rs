@@ -301,3 +301,35 @@ fn slot_ids_default_to_position() {
     assert_eq!(token_flags(2) & CKF_TOKEN_INITIALIZED, 0);
     p11.finalize().unwrap();
 }
+
+/// `rsa_pkcs1v15_decrypt = false` turns off PKCS#1 v1.5 decryption and unwrapping on that
+/// slot only; encryption and signing with CKM_RSA_PKCS stay.
+#[test]
+fn slot_can_refuse_pkcs1v15_decryption() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let strict = slot_toml(&d.join("a.db"), "strict", Some(1)).replace("\n\n", "\nrsa_pkcs1v15_decrypt = false\n\n");
+    write_config(d, &[strict, slot_toml(&d.join("b.db"), "default", Some(2))].concat());
+    let p11 = load_and_init();
+    let flags = |slot: CK_SLOT_ID| {
+        let mut info = CK_MECHANISM_INFO::default();
+        assert_rv(ck!(C_GetMechanismInfo, slot, CKM_RSA_PKCS, &mut info), CKR_OK);
+        info.flags
+    };
+    assert_eq!(flags(1) & (CKF_DECRYPT | CKF_UNWRAP), 0);
+    assert_ne!(flags(1) & (CKF_ENCRYPT | CKF_SIGN | CKF_VERIFY), 0);
+    assert_eq!(flags(2) & (CKF_DECRYPT | CKF_UNWRAP), CKF_DECRYPT | CKF_UNWRAP);
+    for slot in [1, 2] {
+        setup_token(slot, "t");
+    }
+    // The mechanism is refused before the key is even looked at.
+    let strict_session = user_session(1);
+    let default_session = user_session(2);
+    let decrypt_init = |s| Mech::new(CKM_RSA_PKCS).with(|m| ck!(C_DecryptInit, s, m, 0xdead));
+    assert_rv(decrypt_init(strict_session), CKR_MECHANISM_INVALID);
+    assert_rv(decrypt_init(default_session), CKR_KEY_HANDLE_INVALID);
+    let encrypt_init = Mech::new(CKM_RSA_PKCS).with(|m| ck!(C_EncryptInit, strict_session, m, 0xdead));
+    assert_rv(encrypt_init, CKR_KEY_HANDLE_INVALID);
+    p11.finalize().unwrap();
+}

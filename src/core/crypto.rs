@@ -112,7 +112,7 @@ impl KeyUse {
 }
 
 impl Module {
-    fn check_mechanism(&self, session: &Session, mechanism: &Mechanism, flag: CK_FLAGS) -> Result<&'static mechanism::MechanismEntry> {
+    fn check_mechanism(&self, session: &Session, mechanism: &Mechanism, flag: CK_FLAGS) -> Result<mechanism::MechanismEntry> {
         let entry = self.mechanism_info(session.slot_id, mechanism.kind)?;
         if entry.flags & flag == 0 {
             return Err(rv(CKR_MECHANISM_INVALID));

@@ -20,7 +20,7 @@ use crate::backend::soft::{SoftConfig, SoftToken};
 pub use crypto::Output;
 pub use objects::{AttrRead, ObjectTable};
 pub use session::{Session, SessionTable};
-pub use slot::{Slot, TokenStatus};
+pub use slot::{Slot, SlotPolicy, TokenStatus};
 pub use token::SessionStatus;
 
 /// Everything one `C_Initialize` set up, until `C_Finalize`.
@@ -54,10 +54,8 @@ pub fn initialize() -> Result<()> {
         // neither used nor dropped here.
         std::mem::forget(current.take());
     }
-    let slots = config::load().map_err(|e| {
-        tracing::error!("{e}");
-        e
-    })?;
+    // A bad configuration is logged once, by the ABI layer, with the file and line.
+    let slots = config::load()?;
     let slots = slots
         .into_iter()
         .map(|cfg| {
@@ -68,7 +66,7 @@ pub fn initialize() -> Result<()> {
                     kdf_iterations: *kdf_iterations,
                 }),
             };
-            Slot::new(cfg.id, cfg.label.clone(), Box::new(backend))
+            Slot::new(cfg.id, cfg.label.clone(), Box::new(backend), cfg.policy.clone())
         })
         .collect();
     *current = Some(Arc::new(Module {

@@ -24,6 +24,21 @@ pub struct Slot {
     login_epoch: std::sync::atomic::AtomicU64,
     /// The mechanisms this slot offers, fixed when the module is initialised.
     pub mechanisms: Vec<CK_MECHANISM_TYPE>,
+    pub policy: SlotPolicy,
+}
+
+/// What a slot's configuration allows beyond the token's own rules.
+#[derive(Clone, Debug)]
+pub struct SlotPolicy {
+    /// `CKM_RSA_PKCS` decryption and unwrapping. keyfront's is constant-time with implicit
+    /// rejection, but the scheme is a padding oracle by design: a slot may refuse it.
+    pub rsa_pkcs1v15_decrypt: bool,
+}
+
+impl Default for SlotPolicy {
+    fn default() -> Self {
+        Self { rsa_pkcs1v15_decrypt: true }
+    }
 }
 
 /// Token info with the session counts the core keeps.
@@ -34,7 +49,7 @@ pub struct TokenStatus {
 }
 
 impl Slot {
-    pub fn new(id: CK_SLOT_ID, description: String, backend: Box<dyn Backend>) -> Self {
+    pub fn new(id: CK_SLOT_ID, description: String, backend: Box<dyn Backend>, policy: SlotPolicy) -> Self {
         let offered = backend.mechanisms();
         let mechanisms = crate::mechanism::MECHANISMS.iter().map(|m| m.kind).filter(|k| offered.contains(k)).collect();
         Self {
@@ -44,6 +59,7 @@ impl Slot {
             login: RwLock::new(LoginState::Public),
             login_epoch: std::sync::atomic::AtomicU64::new(0),
             mechanisms,
+            policy,
         }
     }
 

@@ -35,11 +35,18 @@ impl Module {
         Ok(self.slot(slot_id)?.mechanisms.clone())
     }
 
-    pub fn mechanism_info(&self, slot_id: CK_SLOT_ID, kind: CK_MECHANISM_TYPE) -> Result<&'static MechanismEntry> {
-        if !self.slot(slot_id)?.mechanisms.contains(&kind) {
+    /// What a slot offers for one mechanism: the table's row, less what the slot's
+    /// configuration turns off.
+    pub fn mechanism_info(&self, slot_id: CK_SLOT_ID, kind: CK_MECHANISM_TYPE) -> Result<MechanismEntry> {
+        let slot = self.slot(slot_id)?;
+        if !slot.mechanisms.contains(&kind) {
             return Err(rv(CKR_MECHANISM_INVALID));
         }
-        mechanism::entry(kind)
+        let mut entry = *mechanism::entry(kind)?;
+        if kind == CKM_RSA_PKCS && !slot.policy.rsa_pkcs1v15_decrypt {
+            entry.flags &= !(CKF_DECRYPT | CKF_UNWRAP);
+        }
+        Ok(entry)
     }
 
     pub fn init_token(&self, slot_id: CK_SLOT_ID, so_pin: &[u8], label: &str) -> Result<()> {

@@ -138,6 +138,7 @@ pub trait Digester: Send {
 
 /// One row of the mechanism table: what `C_GetMechanismInfo` reports, and the key types an
 /// operation with it accepts.
+#[derive(Clone, Copy)]
 pub struct MechanismEntry {
     pub kind: CK_MECHANISM_TYPE,
     pub min_key: CK_ULONG,
