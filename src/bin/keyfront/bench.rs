@@ -1325,7 +1325,7 @@ fn run_loaded(a: &BenchArgs, selected: &[usize], nobj: usize, mods: &mut [Module
 
     let mut out = String::new();
     let _ =
-        writeln!(out, "keyfront bench — {} — {} cores, {} (Linux {})", mach.date, mach.nproc, mach.cpu, mach.kernel);
+        writeln!(out, "keyfront bench — {} — {} cores, {} (Linux {})\n", mach.date, mach.nproc, mach.cpu, mach.kernel);
     let _ = writeln!(
         out,
         "{} round(s) of {} s per case; median of the rounds; N = {nobj} token objects; PIN KDF {}\n",
