@@ -2,7 +2,7 @@
 //! PKCS#11's output-length protocol in one place (`deliver`).
 
 use cryptoki_sys::*;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::objects::Found;
 use super::session::{Pending, Session};
@@ -53,13 +53,35 @@ fn step<T>(
     let data = pending.output.as_ref().expect("output computed above");
     let (len, delivered) = deliver(data, out)?;
     if delivered {
+        if let Some(mut output) = pending.output.take() {
+            wipe(&mut output);
+        }
         if last {
             *slot = None;
-        } else {
-            pending.output = None;
         }
     }
     Ok(len)
+}
+
+/// Wipes a buffer before it is dropped. `Zeroizing<Vec<u8>>` alone wipes byte by byte with
+/// volatile writes, which costs more than encrypting the buffer; zeroize's slice path is a
+/// `memset` behind an optimisation barrier.
+fn wipe(buf: &mut Secret) {
+    buf.as_mut_slice().zeroize();
+    buf.clear();
+}
+
+/// The output of a whole single-part operation: `update`'s then `finish`'s, without
+/// copying when one of them is empty (the usual case).
+fn update_and_finish(cipher: &mut dyn mechanism::Cipher, input: &[u8]) -> Result<Secret> {
+    let mut first = cipher.update(input)?;
+    let mut rest = cipher.finish()?;
+    if first.is_empty() {
+        return Ok(rest);
+    }
+    first.extend_from_slice(&rest);
+    wipe(&mut rest);
+    Ok(first)
 }
 
 /// Which attribute of a key permits which use.
@@ -199,11 +221,7 @@ impl Module {
     /// `C_Encrypt`/`C_Decrypt`.
     pub fn cipher_once(&self, handle: CK_SESSION_HANDLE, encrypt: bool, input: &[u8], out: Output<'_>) -> Result<usize> {
         self.with_operation(handle, |s| cipher_slot(s, encrypt), false, |slot| {
-            step(slot, out, true, |c| {
-                let mut data = c.update(input)?;
-                data.extend_from_slice(&c.finish()?);
-                Ok(data)
-            })
+            step(slot, out, true, |c| update_and_finish(c.as_mut(), input))
         })
     }
 
@@ -468,8 +486,7 @@ impl Module {
                 _ => mechanism::private_key_to_pkcs8(target)?,
             };
             let mut cipher = start_cipher(mechanism, &wrapping.object, true)?;
-            let mut wrapped = cipher.update(&value).map_err(wrap_error)?;
-            wrapped.extend_from_slice(&cipher.finish().map_err(wrap_error)?);
+            let wrapped = update_and_finish(cipher.as_mut(), &value).map_err(wrap_error)?;
             Ok(deliver(&wrapped, out)?.0)
         })
     }
@@ -483,8 +500,7 @@ impl Module {
             })?;
             let class = template.get_ulong(CKA_CLASS)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))?;
             let mut cipher = start_cipher(mechanism, &unwrapping.object, false)?;
-            let mut value = cipher.update(wrapped).map_err(unwrap_error)?;
-            value.extend_from_slice(&cipher.finish().map_err(unwrap_error)?);
+            let value = update_and_finish(cipher.as_mut(), wrapped).map_err(unwrap_error)?;
             let implied = match class {
                 CKO_SECRET_KEY => {
                     if !template.contains(CKA_KEY_TYPE) {
