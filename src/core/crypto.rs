@@ -71,18 +71,7 @@ fn wipe(buf: &mut Secret) {
     buf.clear();
 }
 
-/// The output of a whole single-part operation: `update`'s then `finish`'s, without
-/// copying when one of them is empty (the usual case).
-fn update_and_finish(cipher: &mut dyn mechanism::Cipher, input: &[u8]) -> Result<Secret> {
-    let mut first = cipher.update(input)?;
-    let mut rest = cipher.finish()?;
-    if first.is_empty() {
-        return Ok(rest);
-    }
-    first.extend_from_slice(&rest);
-    wipe(&mut rest);
-    Ok(first)
-}
+
 
 /// Which attribute of a key permits which use.
 #[derive(Clone, Copy)]
@@ -221,7 +210,7 @@ impl Module {
     /// `C_Encrypt`/`C_Decrypt`.
     pub fn cipher_once(&self, handle: CK_SESSION_HANDLE, encrypt: bool, input: &[u8], out: Output<'_>) -> Result<usize> {
         self.with_operation(handle, |s| cipher_slot(s, encrypt), false, |slot| {
-            step(slot, out, true, |c| update_and_finish(c.as_mut(), input))
+            step(slot, out, true, |c| c.once(input))
         })
     }
 
@@ -323,10 +312,7 @@ impl Module {
 
     pub fn sign_once(&self, handle: CK_SESSION_HANDLE, data: &[u8], out: Output<'_>) -> Result<usize> {
         self.with_operation(handle, |s| &mut s.sign, false, |slot| {
-            step(slot, out, true, |s| {
-                s.update(data)?;
-                Ok(Zeroizing::new(s.sign()?))
-            })
+            step(slot, out, true, |s| Ok(Zeroizing::new(s.sign_once(data)?)))
         })
     }
 
@@ -350,10 +336,10 @@ impl Module {
     pub fn verify(&self, handle: CK_SESSION_HANDLE, data: Option<&[u8]>, signature: &[u8]) -> Result<()> {
         self.with_session(handle, |session| {
             let mut pending = session.verify.take().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
-            if let Some(data) = data {
-                pending.op.update(data)?;
+            match data {
+                Some(data) => pending.op.verify_once(data, signature),
+                None => pending.op.verify(signature),
             }
-            pending.op.verify(signature)
         })
     }
 
@@ -486,7 +472,7 @@ impl Module {
                 _ => mechanism::private_key_to_pkcs8(target)?,
             };
             let mut cipher = start_cipher(mechanism, &wrapping.object, true)?;
-            let wrapped = update_and_finish(cipher.as_mut(), &value).map_err(wrap_error)?;
+            let wrapped = cipher.once(&value).map_err(wrap_error)?;
             Ok(deliver(&wrapped, out)?.0)
         })
     }
@@ -500,7 +486,7 @@ impl Module {
             })?;
             let class = template.get_ulong(CKA_CLASS)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))?;
             let mut cipher = start_cipher(mechanism, &unwrapping.object, false)?;
-            let value = update_and_finish(cipher.as_mut(), wrapped).map_err(unwrap_error)?;
+            let value = cipher.once(wrapped).map_err(unwrap_error)?;
             let implied = match class {
                 CKO_SECRET_KEY => {
                     if !template.contains(CKA_KEY_TYPE) {

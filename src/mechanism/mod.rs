@@ -120,6 +120,18 @@ pub trait Cipher: Send {
     /// Ends the operation and returns the rest of the output (e.g. the GCM tag, the last
     /// padded block). Errors here are `CKR_ENCRYPTED_DATA_INVALID`, `CKR_DATA_LEN_RANGE`…
     fn finish(&mut self) -> Result<Secret>;
+
+    /// The whole operation on one input (`C_Encrypt`/`C_Decrypt`). A backend whose token
+    /// takes some mechanisms in one call only (RSA) overrides it.
+    fn once(&mut self, input: &[u8]) -> Result<Secret> {
+        let mut first = self.update(input)?;
+        let rest = self.finish()?;
+        if first.is_empty() {
+            return Ok(rest);
+        }
+        first.extend_from_slice(&rest);
+        Ok(first)
+    }
 }
 
 /// A MAC or signature in progress.
@@ -128,6 +140,18 @@ pub trait Signer: Send {
     fn sign(&mut self) -> Result<Vec<u8>>;
     /// `CKR_SIGNATURE_LEN_RANGE` for a wrong length, `CKR_SIGNATURE_INVALID` for a wrong value.
     fn verify(&mut self, signature: &[u8]) -> Result<()>;
+
+    /// `C_Sign` on one input; a backend whose token signs in one call only overrides it.
+    fn sign_once(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        self.update(data)?;
+        self.sign()
+    }
+
+    /// `C_Verify` on one input.
+    fn verify_once(&mut self, data: &[u8], signature: &[u8]) -> Result<()> {
+        self.update(data)?;
+        self.verify(signature)
+    }
 }
 
 /// A digest in progress.
