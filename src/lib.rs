@@ -10,4 +10,5 @@ pub mod core;
 pub mod error;
 pub mod logging;
 pub mod mechanism;
+pub mod names;
 pub mod object;

@@ -51,27 +51,46 @@ function_lists!(
     ]
 );
 
-pub fn interface_3_0() -> *mut std::ffi::c_void {
-    &FUNCTION_LIST_3_0 as *const CK_FUNCTION_LIST_3_0 as *mut std::ffi::c_void
-}
-
 /// The interfaces offered, newest first: a NULL name or version in `C_GetInterface` picks the
 /// first. Never 3.2: its longer function list is not filled.
-pub struct Interfaces(pub [CK_INTERFACE; 2]);
+pub const INTERFACE_VERSIONS: [(u8, u8); 2] = [(3, 0), (2, 40)];
 
-// SAFETY: the pointers refer to immutable statics that are never written through, so
-// sharing them between threads is sound.
-unsafe impl Sync for Interfaces {}
+const fn interfaces() -> [CK_INTERFACE; 2] {
+    [
+        CK_INTERFACE {
+            pInterfaceName: c"PKCS 11".as_ptr() as *mut CK_UTF8CHAR,
+            pFunctionList: &FUNCTION_LIST_3_0 as *const CK_FUNCTION_LIST_3_0 as *mut std::ffi::c_void,
+            flags: 0,
+        },
+        CK_INTERFACE {
+            pInterfaceName: c"PKCS 11".as_ptr() as *mut CK_UTF8CHAR,
+            pFunctionList: &FUNCTION_LIST_2_40 as *const CK_FUNCTION_LIST as *mut std::ffi::c_void,
+            flags: 0,
+        },
+    ]
+}
 
-pub static INTERFACES: Interfaces = Interfaces([
-    CK_INTERFACE {
-        pInterfaceName: c"PKCS 11".as_ptr() as *mut CK_UTF8CHAR,
-        pFunctionList: &FUNCTION_LIST_3_0 as *const CK_FUNCTION_LIST_3_0 as *mut std::ffi::c_void,
-        flags: 0,
-    },
-    CK_INTERFACE {
-        pInterfaceName: c"PKCS 11".as_ptr() as *mut CK_UTF8CHAR,
-        pFunctionList: &FUNCTION_LIST_2_40 as *const CK_FUNCTION_LIST as *mut std::ffi::c_void,
-        flags: 0,
-    },
-]);
+/// What `C_GetInterfaceList` copies out.
+pub struct InterfaceList(pub [CK_INTERFACE; 2]);
+
+// SAFETY: the pointers refer to immutable statics and are only read, so sharing them between
+// threads is sound.
+unsafe impl Sync for InterfaceList {}
+
+pub static INTERFACE_LIST: InterfaceList = InterfaceList(interfaces());
+
+/// The structures `C_GetInterface` points its caller at. They live in writable memory because
+/// some consumers write into them (OpenSC's pkcs11-spy swaps in its own function list);
+/// keyfront itself never reads them back.
+pub struct HandedOut(std::cell::UnsafeCell<[CK_INTERFACE; 2]>);
+
+// SAFETY: keyfront only forms pointers into the cell and never reads or writes through
+// them, so no access of its own can race with a caller's write.
+unsafe impl Sync for HandedOut {}
+
+static HANDED_OUT: HandedOut = HandedOut(std::cell::UnsafeCell::new(interfaces()));
+
+/// A pointer to the handed-out interface `index` of `INTERFACE_VERSIONS`.
+pub fn handed_out(index: usize) -> *mut CK_INTERFACE {
+    (HANDED_OUT.0.get() as *mut CK_INTERFACE).wrapping_add(index.min(INTERFACE_VERSIONS.len() - 1))
+}

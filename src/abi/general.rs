@@ -5,7 +5,7 @@ use cryptoki_sys::*;
 
 use super::args::{out, write_list};
 use super::ck_fn;
-use super::functions::{interface_3_0, INTERFACES, FUNCTION_LIST_2_40};
+use super::functions::{handed_out, FUNCTION_LIST_2_40, INTERFACE_LIST, INTERFACE_VERSIONS};
 use crate::core::{self, padded};
 use crate::error::rv;
 
@@ -57,7 +57,7 @@ ck_fn! {
     }
 
     fn C_GetInterfaceList(pInterfacesList: *mut CK_INTERFACE, pulCount: *mut CK_ULONG) {
-        write_list(&INTERFACES.0, pInterfacesList, pulCount)
+        write_list(&INTERFACE_LIST.0, pInterfacesList, pulCount)
     }
 
     fn C_GetInterface(
@@ -74,13 +74,11 @@ ck_fn! {
             }
         }
         let wanted = pVersion.as_ref().map(|v| (v.major, v.minor));
-        let found = INTERFACES.0.iter().position(|i| {
-            let version = if std::ptr::eq(i.pFunctionList, interface_3_0()) { (3, 0) } else { (2, 40) };
-            wanted.is_none_or(|w| w == version) && i.flags & flags == flags
-        });
+        // No interface has flags, so any request for one fails.
+        let found = INTERFACE_VERSIONS.iter().position(|&v| wanted.is_none_or(|w| w == v) && flags == 0);
         match found {
             Some(index) => {
-                *target = &INTERFACES.0[index] as *const CK_INTERFACE as *mut CK_INTERFACE;
+                *target = handed_out(index);
                 Ok(())
             }
             None => Err(rv(CKR_ARGUMENTS_BAD)),

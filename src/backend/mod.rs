@@ -2,12 +2,14 @@
 //! something is allowed (sessions, login state, object policy); a backend decides *how* it is
 //! stored and, later, how a remote key is used.
 
+pub mod pkcs11;
 pub mod soft;
 
 use cryptoki_sys::*;
 
-use crate::error::Result;
-use crate::object::{AttributeTemplate, Object};
+use crate::error::{rv, Result};
+use crate::mechanism::{Cipher, Mechanism, Signer};
+use crate::object::{AttrRead, AttributeTemplate, Object};
 
 /// A backend's own name for a token object. Never shown to applications: the core hands out
 /// its own handles.
@@ -63,4 +65,90 @@ pub trait Backend: Send + Sync {
     fn destroy_object(&self, id: ObjectId) -> Result<()>;
     /// Token objects matching `template`, private ones only when `include_private`.
     fn find_objects(&self, template: &AttributeTemplate, include_private: bool) -> Result<Vec<ObjectId>>;
+
+    // ---- Backends that keep their objects and carry out operations themselves ----------
+    //
+    // A forwarded PKCS#11 token answers `true` to `is_remote` and implements the methods
+    // below. The core then keeps sessions, handles and login state as for any slot, applies
+    // keyfront's own policy (the mechanism allow list, argument checks), and leaves objects,
+    // attribute rules and cryptography to the backend. `session` is keyfront's session
+    // handle, so the backend can tie it to a session of its own. `ObjectId`s from these
+    // methods may name session objects too.
+
+    fn is_remote(&self) -> bool {
+        false
+    }
+
+    /// `C_GetMechanismInfo` as the token reports it.
+    fn remote_mechanism_info(&self, _kind: CK_MECHANISM_TYPE) -> Result<CK_MECHANISM_INFO> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    /// Keyfront's session `session` was closed: end whatever the backend tied to it.
+    fn remote_session_closed(&self, _session: CK_SESSION_HANDLE) {}
+
+    fn remote_create(&self, _session: CK_SESSION_HANDLE, _template: &AttributeTemplate) -> Result<ObjectId> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    fn remote_copy(&self, _session: CK_SESSION_HANDLE, _id: ObjectId, _template: &AttributeTemplate) -> Result<ObjectId> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    fn remote_get_attributes(&self, _session: CK_SESSION_HANDLE, _id: ObjectId, _types: &[CK_ATTRIBUTE_TYPE]) -> Result<Vec<AttrRead>> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    fn remote_set_attributes(&self, _session: CK_SESSION_HANDLE, _id: ObjectId, _template: &AttributeTemplate) -> Result<()> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    fn remote_object_size(&self, _session: CK_SESSION_HANDLE, _id: ObjectId) -> Result<usize> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    fn remote_find(&self, _session: CK_SESSION_HANDLE, _template: &AttributeTemplate) -> Result<Vec<ObjectId>> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    fn remote_cipher(&self, _session: CK_SESSION_HANDLE, _mechanism: &Mechanism, _key: ObjectId, _encrypt: bool) -> Result<Box<dyn Cipher>> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    fn remote_signer(&self, _session: CK_SESSION_HANDLE, _mechanism: &Mechanism, _key: ObjectId, _sign: bool) -> Result<Box<dyn Signer>> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    fn remote_generate_key(&self, _session: CK_SESSION_HANDLE, _mechanism: &Mechanism, _template: &AttributeTemplate) -> Result<ObjectId> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    fn remote_generate_key_pair(
+        &self,
+        _session: CK_SESSION_HANDLE,
+        _mechanism: &Mechanism,
+        _public: &AttributeTemplate,
+        _private: &AttributeTemplate,
+    ) -> Result<(ObjectId, ObjectId)> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    fn remote_wrap(&self, _session: CK_SESSION_HANDLE, _mechanism: &Mechanism, _wrapping: ObjectId, _key: ObjectId) -> Result<Vec<u8>> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    fn remote_unwrap(
+        &self,
+        _session: CK_SESSION_HANDLE,
+        _mechanism: &Mechanism,
+        _unwrapping: ObjectId,
+        _wrapped: &[u8],
+        _template: &AttributeTemplate,
+    ) -> Result<ObjectId> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    fn remote_derive(&self, _session: CK_SESSION_HANDLE, _mechanism: &Mechanism, _base: ObjectId, _template: &AttributeTemplate) -> Result<ObjectId> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
 }

@@ -15,10 +15,13 @@ use parking_lot::RwLock;
 
 use crate::config::{self, SlotKind};
 use crate::error::{rv, Result};
+use crate::backend::pkcs11::Pkcs11Token;
 use crate::backend::soft::{SoftConfig, SoftToken};
+use crate::backend::Backend;
 
 pub use crypto::Output;
-pub use objects::{AttrRead, ObjectTable};
+pub use crate::object::AttrRead;
+pub use objects::ObjectTable;
 pub use session::{Session, SessionTable};
 pub use slot::{Slot, SlotPolicy, TokenStatus};
 pub use token::SessionStatus;
@@ -56,19 +59,27 @@ pub fn initialize() -> Result<()> {
     }
     // A bad configuration is logged once, by the ABI layer, with the file and line.
     let slots = config::load()?;
-    let slots = slots
-        .into_iter()
-        .map(|cfg| {
-            let backend = match &cfg.kind {
-                SlotKind::Soft { path, kdf_iterations } => SoftToken::new(SoftConfig {
-                    path: path.clone(),
-                    label: cfg.label.clone(),
-                    kdf_iterations: *kdf_iterations,
-                }),
-            };
-            Slot::new(cfg.id, cfg.label.clone(), Box::new(backend), cfg.policy.clone())
-        })
-        .collect();
+    let mut built = Vec::new();
+    for cfg in slots {
+        let backend: Box<dyn Backend> = match &cfg.kind {
+            SlotKind::Soft { path, kdf_iterations } => Box::new(SoftToken::new(SoftConfig {
+                path: path.clone(),
+                label: cfg.label.clone(),
+                kdf_iterations: *kdf_iterations,
+            })),
+            // A vendor module that cannot be loaded, or has no such token, costs its slot
+            // only, not the whole module.
+            SlotKind::Pkcs11(forward) => match Pkcs11Token::open(forward, &cfg.label) {
+                Ok(token) => Box::new(token),
+                Err(e) => {
+                    tracing::error!("slot {}: left out: {e}", cfg.id);
+                    continue;
+                }
+            },
+        };
+        built.push(Slot::new(cfg.id, cfg.label.clone(), backend, cfg.policy.clone()));
+    }
+    let slots = built;
     *current = Some(Arc::new(Module {
         pid: std::process::id(),
         slots,

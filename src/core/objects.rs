@@ -14,7 +14,7 @@ use crate::backend::ObjectId;
 use crate::error::{rv, Result};
 use crate::mechanism::aes;
 use crate::object::policy::{self, Caller, Origin};
-use crate::object::{AttrValue, AttributeTemplate, Object};
+use crate::object::{AttrRead, AttributeTemplate, Object};
 
 #[derive(Clone)]
 enum Location {
@@ -106,12 +106,6 @@ impl ObjectTable {
     }
 }
 
-/// One attribute as `C_GetAttributeValue` reports it.
-pub enum AttrRead {
-    Value(AttrValue),
-    Sensitive,
-    Invalid,
-}
 
 /// An object found by handle, visible to the session that asked.
 pub(super) struct Found {

@@ -51,7 +51,12 @@ pub struct TokenStatus {
 impl Slot {
     pub fn new(id: CK_SLOT_ID, description: String, backend: Box<dyn Backend>, policy: SlotPolicy) -> Self {
         let offered = backend.mechanisms();
-        let mechanisms = crate::mechanism::MECHANISMS.iter().map(|m| m.kind).filter(|k| offered.contains(k)).collect();
+        // A remote token reports its own mechanisms; a local one uses keyfront's table.
+        let mechanisms = if backend.is_remote() {
+            offered
+        } else {
+            crate::mechanism::MECHANISMS.iter().map(|m| m.kind).filter(|k| offered.contains(k)).collect()
+        };
         Self {
             id,
             description,

@@ -17,6 +17,13 @@ use crate::error::{rv, Result};
 /// every buffer is wiped when dropped.
 pub type AttrValue = Zeroizing<Vec<u8>>;
 
+/// One attribute as `C_GetAttributeValue` reports it.
+pub enum AttrRead {
+    Value(AttrValue),
+    Sensitive,
+    Invalid,
+}
+
 /// A caller's template: attribute types with their values, in the caller's order.
 #[derive(Clone, Default)]
 pub struct AttributeTemplate {
