@@ -197,6 +197,10 @@ impl Module {
                 return Err(rv(CKR_OPERATION_ACTIVE));
             }
             let use_ = if encrypt { KeyUse::Encrypt } else { KeyUse::Decrypt };
+            if let Some(id) = self.remote_key(session, key)? {
+                self.check_mechanism(session, mechanism, use_.mechanism_flag())?;
+                return self.remote_cipher_init(session, mechanism, id, encrypt);
+            }
             let found = self.usable_key(session, key, mechanism, use_)?;
             let mut pending = Pending::new(start_cipher(mechanism, &found.object, encrypt)?);
             pending.single_part = mechanism::is_single_part_only(mechanism.kind);
@@ -258,6 +262,11 @@ impl Module {
             if session.digest.is_none() {
                 return Err(rv(CKR_OPERATION_NOT_INITIALIZED));
             }
+            if self.remote_key(session, key)?.is_some() {
+                // The token keeps the value; keyfront digests locally and cannot read it.
+                session.digest = None;
+                return Err(rv(CKR_KEY_INDIGESTIBLE));
+            }
             let found = self.find_object(session, key, true).map_err(|e| match e.rv() {
                 CKR_OBJECT_HANDLE_INVALID => rv(CKR_KEY_HANDLE_INVALID),
                 _ => e,
@@ -295,6 +304,10 @@ impl Module {
                 return Err(rv(CKR_OPERATION_ACTIVE));
             }
             let use_ = if sign { KeyUse::Sign } else { KeyUse::Verify };
+            if let Some(id) = self.remote_key(session, key)? {
+                self.check_mechanism(session, mechanism, use_.mechanism_flag())?;
+                return self.remote_signer_init(session, mechanism, id, sign);
+            }
             let found = self.usable_key(session, key, mechanism, use_)?;
             let signer = if found.object.class() == CKO_SECRET_KEY {
                 mechanism::signer(mechanism, found.object.get(CKA_VALUE).unwrap_or_default())?
@@ -346,6 +359,10 @@ impl Module {
     pub fn generate_key(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism, template: &AttributeTemplate) -> Result<CK_OBJECT_HANDLE> {
         self.with_session(handle, |session| {
             let entry = self.check_mechanism(session, mechanism, CKF_GENERATE)?;
+            let slot = self.slot(session.slot_id)?;
+            if slot.backend.is_remote() {
+                return self.remote_generate_key(session, slot, mechanism, template);
+            }
             mechanism.no_param()?;
             let key_type = entry.key_types.first().copied().ok_or(rv(CKR_MECHANISM_INVALID))?;
             let len = template.get_ulong(CKA_VALUE_LEN)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))? as usize;
@@ -379,6 +396,10 @@ impl Module {
     ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
         self.with_session(handle, |session| {
             let entry = self.check_mechanism(session, mechanism, CKF_GENERATE_KEY_PAIR)?;
+            let slot = self.slot(session.slot_id)?;
+            if slot.backend.is_remote() {
+                return self.remote_generate_key_pair(session, slot, mechanism, public_template, private_template);
+            }
             let key_type = entry.key_types.first().copied().ok_or(rv(CKR_MECHANISM_INVALID))?;
             let parts = mechanism::generate_key_pair(mechanism, public_template, private_template)?;
             let slot = self.slot(session.slot_id)?;
@@ -424,6 +445,10 @@ impl Module {
 
     pub fn derive_key(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism, base: CK_OBJECT_HANDLE, template: &AttributeTemplate) -> Result<CK_OBJECT_HANDLE> {
         self.with_session(handle, |session| {
+            if let Some(id) = self.remote_key(session, base)? {
+                self.check_mechanism(session, mechanism, CKF_DERIVE)?;
+                return self.remote_derive(session, self.slot(session.slot_id)?, mechanism, id, template);
+            }
             let base = self.usable_key(session, base, mechanism, KeyUse::Derive)?;
             let len = template.get_ulong(CKA_VALUE_LEN)?.map(|l| l as usize);
             let len = match (template.get_ulong(CKA_KEY_TYPE)?, len) {
@@ -444,6 +469,14 @@ impl Module {
 
     pub fn wrap_key(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism, wrapping: CK_OBJECT_HANDLE, key: CK_OBJECT_HANDLE, out: Output<'_>) -> Result<usize> {
         self.with_session(handle, |session| {
+            let slot = self.slot(session.slot_id)?;
+            if slot.backend.is_remote() {
+                self.check_mechanism(session, mechanism, CKF_WRAP)?;
+                let wrapping = self.objects.remote(slot.id, wrapping)?.ok_or(rv(CKR_WRAPPING_KEY_HANDLE_INVALID))?;
+                let key = self.objects.remote(slot.id, key)?.ok_or(rv(CKR_KEY_HANDLE_INVALID))?;
+                let wrapped = slot.backend.remote_wrap(session.handle, mechanism, wrapping, key)?;
+                return Ok(deliver(&wrapped, out)?.0);
+            }
             let wrapping = self.usable_key(session, wrapping, mechanism, KeyUse::Wrap).map_err(|e| match e.rv() {
                 CKR_KEY_HANDLE_INVALID => rv(CKR_WRAPPING_KEY_HANDLE_INVALID),
                 CKR_KEY_TYPE_INCONSISTENT => rv(CKR_WRAPPING_KEY_TYPE_INCONSISTENT),
@@ -479,6 +512,10 @@ impl Module {
 
     pub fn unwrap_key(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism, unwrapping: CK_OBJECT_HANDLE, wrapped: &[u8], template: &AttributeTemplate) -> Result<CK_OBJECT_HANDLE> {
         self.with_session(handle, |session| {
+            if let Some(id) = self.remote_key(session, unwrapping)? {
+                self.check_mechanism(session, mechanism, CKF_UNWRAP)?;
+                return self.remote_unwrap(session, self.slot(session.slot_id)?, mechanism, id, wrapped, template);
+            }
             let unwrapping = self.usable_key(session, unwrapping, mechanism, KeyUse::Unwrap).map_err(|e| match e.rv() {
                 CKR_KEY_HANDLE_INVALID => rv(CKR_UNWRAPPING_KEY_HANDLE_INVALID),
                 CKR_KEY_TYPE_INCONSISTENT => rv(CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT),

@@ -4,6 +4,7 @@
 
 mod crypto;
 mod objects;
+mod remote;
 mod session;
 mod slot;
 mod token;

@@ -20,6 +20,9 @@ use crate::object::{AttrRead, AttributeTemplate, Object};
 enum Location {
     Session { owner: CK_SESSION_HANDLE, object: Arc<RwLock<Arc<Object>>> },
     Token { id: ObjectId, cache: Arc<Mutex<Option<CachedObject>>> },
+    /// An object a remote backend keeps (token or session object); `owner` is the keyfront
+    /// session that created it, when it is a session object.
+    Remote { id: ObjectId, owner: Option<CK_SESSION_HANDLE> },
 }
 
 /// A token object as last read, reused while the token reports no change and the login
@@ -64,6 +67,35 @@ impl ObjectTable {
         handle
     }
 
+    /// The handle of a remote backend's object, made on first sight.
+    pub(super) fn remote_handle(&self, slot_id: CK_SLOT_ID, id: ObjectId, owner: Option<CK_SESSION_HANDLE>) -> CK_OBJECT_HANDLE {
+        if let Some(h) = self.token_handles.read().get(&(slot_id, id)) {
+            return *h;
+        }
+        let mut handles = self.token_handles.write();
+        if let Some(h) = handles.get(&(slot_id, id)) {
+            return *h;
+        }
+        let handle = self.allocate();
+        handles.insert((slot_id, id), handle);
+        self.entries.write().insert(handle, Entry { slot_id, location: Location::Remote { id, owner } });
+        handle
+    }
+
+    /// The remote object behind `handle`, if it is one on `slot_id`.
+    pub(super) fn remote(&self, slot_id: CK_SLOT_ID, handle: CK_OBJECT_HANDLE) -> Result<Option<ObjectId>> {
+        match self.entry(handle) {
+            None => Err(rv(CKR_OBJECT_HANDLE_INVALID)),
+            Some(e) if e.slot_id != slot_id => Err(rv(CKR_OBJECT_HANDLE_INVALID)),
+            Some(Entry { location: Location::Remote { id, .. }, .. }) => Ok(Some(id)),
+            Some(_) => Ok(None),
+        }
+    }
+
+    pub(super) fn forget_handle(&self, handle: CK_OBJECT_HANDLE) {
+        self.forget(handle);
+    }
+
     fn add_session_object(&self, slot_id: CK_SLOT_ID, owner: CK_SESSION_HANDLE, object: Object) -> CK_OBJECT_HANDLE {
         let handle = self.allocate();
         let location = Location::Session { owner, object: Arc::new(RwLock::new(Arc::new(object))) };
@@ -77,17 +109,30 @@ impl ObjectTable {
 
     fn forget(&self, handle: CK_OBJECT_HANDLE) {
         if let Some(entry) = self.entries.write().remove(&handle) {
-            if let Location::Token { id, .. } = entry.location {
+            if let Location::Token { id, .. } | Location::Remote { id, .. } = entry.location {
                 self.token_handles.write().remove(&(entry.slot_id, id));
             }
         }
     }
 
     /// Drops the session objects a closing session created.
-    pub fn drop_session_objects(&self, owner: CK_SESSION_HANDLE) {
-        self.entries
-            .write()
-            .retain(|_, e| !matches!(&e.location, Location::Session { owner: o, .. } if *o == owner));
+    /// Remote session objects are only forgotten here; the caller destroys them in their
+    /// backend (returned as slot and id).
+    pub fn drop_session_objects(&self, owner: CK_SESSION_HANDLE) -> Vec<(CK_SLOT_ID, ObjectId)> {
+        let mut remote = Vec::new();
+        self.entries.write().retain(|_, e| match &e.location {
+            Location::Session { owner: o, .. } => *o != owner,
+            Location::Remote { id, owner: Some(o) } if *o == owner => {
+                remote.push((e.slot_id, *id));
+                false
+            }
+            _ => true,
+        });
+        let mut handles = self.token_handles.write();
+        for key in &remote {
+            handles.remove(key);
+        }
+        remote
     }
 
     /// Forgets what was read from a slot's token, secrets included (at logout).
@@ -144,6 +189,8 @@ impl Module {
                 }
                 Err(e) => return Err(e),
             },
+            // Remote objects are never read here: the remote paths take them first.
+            Location::Remote { .. } => return Err(rv(CKR_FUNCTION_NOT_SUPPORTED)),
         };
         if object.is_private() && !slot.user_logged_in() {
             return Err(rv(CKR_OBJECT_HANDLE_INVALID));
@@ -197,6 +244,9 @@ impl Module {
         let session = self.sessions.get(session)?;
         let session = session.lock();
         let slot = self.slot(session.slot_id)?;
+        if slot.backend.is_remote() {
+            return self.remote_create(&session, slot, template);
+        }
         let object = policy::new_object(template, Origin::Create, &AttributeTemplate::new(), Self::caller(slot))?;
         self.store_object(&session, object)
     }
@@ -205,6 +255,9 @@ impl Module {
         let session = self.sessions.get(session)?;
         let session = session.lock();
         let slot = self.slot(session.slot_id)?;
+        if let Some(id) = self.objects.remote(slot.id, handle)? {
+            return self.remote_copy(&session, slot, id, template);
+        }
         let found = self.find_object(&session, handle, true)?;
         let copy = policy::copy_object(&found.object, template, Self::caller(slot))?;
         self.store_object(&session, copy)
@@ -213,6 +266,9 @@ impl Module {
     pub fn destroy_object(&self, session: CK_SESSION_HANDLE, handle: CK_OBJECT_HANDLE) -> Result<()> {
         let session = self.sessions.get(session)?;
         let session = session.lock();
+        if let Some(id) = self.objects.remote(session.slot_id, handle)? {
+            return self.remote_destroy(&session, handle, id);
+        }
         let found = self.find_object(&session, handle, false)?;
         if found.object.contains(CKA_DESTROYABLE) && !found.object.flag(CKA_DESTROYABLE) {
             return Err(rv(CKR_ACTION_PROHIBITED));
@@ -235,12 +291,18 @@ impl Module {
     pub fn get_object_size(&self, session: CK_SESSION_HANDLE, handle: CK_OBJECT_HANDLE) -> Result<usize> {
         let session = self.sessions.get(session)?;
         let session = session.lock();
+        if let Some(id) = self.objects.remote(session.slot_id, handle)? {
+            return self.slot(session.slot_id)?.backend.remote_object_size(session.handle, id);
+        }
         Ok(self.find_object(&session, handle, false)?.object.size())
     }
 
     pub fn get_attributes(&self, session: CK_SESSION_HANDLE, handle: CK_OBJECT_HANDLE, types: &[CK_ATTRIBUTE_TYPE]) -> Result<Vec<AttrRead>> {
         let session = self.sessions.get(session)?;
         let session = session.lock();
+        if let Some(id) = self.objects.remote(session.slot_id, handle)? {
+            return self.slot(session.slot_id)?.backend.remote_get_attributes(session.handle, id, types);
+        }
         let mut found = self.find_object(&session, handle, false)?;
         let class = found.object.class();
         let wants_secret = types
@@ -271,6 +333,10 @@ impl Module {
         let session = self.sessions.get(session)?;
         let session = session.lock();
         let slot = self.slot(session.slot_id)?;
+        if let Some(id) = self.objects.remote(slot.id, handle)? {
+            self.check_remote_writable(&session, slot, id)?;
+            return slot.backend.remote_set_attributes(session.handle, id, template);
+        }
         let found = self.find_object(&session, handle, false)?;
         self.check_writable(&session, slot, found.is_token(), found.object.is_private())?;
         let changed = policy::set_attributes(&found.object, template, Self::caller(slot))?;
@@ -288,6 +354,7 @@ impl Module {
                 let types: Vec<_> = template.iter().map(|(t, _)| t).collect();
                 slot.backend.update_object(*id, &changed, &types)?;
             }
+            Location::Remote { .. } => return Err(rv(CKR_FUNCTION_NOT_SUPPORTED)),
         }
         Ok(())
     }
@@ -300,6 +367,11 @@ impl Module {
         }
         policy::check_find_template(template)?;
         let slot = self.slot(session.slot_id)?;
+        if slot.backend.is_remote() {
+            let ids = slot.backend.remote_find(session.handle, template)?;
+            session.find = Some(ids.into_iter().map(|id| self.objects.remote_handle(slot.id, id, None)).collect::<Vec<_>>().into_iter());
+            return Ok(());
+        }
         let user = slot.user_logged_in();
         let mut handles: Vec<CK_OBJECT_HANDLE> = {
             let entries = self.objects.entries.read();
@@ -311,7 +383,7 @@ impl Module {
                         let o = object.read();
                         ((user || !o.is_private()) && o.matches(template)).then_some(*h)
                     }
-                    Location::Token { .. } => None,
+                    Location::Token { .. } | Location::Remote { .. } => None,
                 })
                 .collect()
         };

@@ -42,6 +42,9 @@ impl Module {
         if !slot.mechanisms.contains(&kind) {
             return Err(rv(CKR_MECHANISM_INVALID));
         }
+        if slot.backend.is_remote() {
+            return Self::remote_mechanism_info(slot, kind);
+        }
         let mut entry = *mechanism::entry(kind)?;
         if kind == CKM_RSA_PKCS && !slot.policy.rsa_pkcs1v15_decrypt {
             entry.flags &= !(CKF_DECRYPT | CKF_UNWRAP);
@@ -74,7 +77,8 @@ impl Module {
 
     pub fn close_session(&self, handle: CK_SESSION_HANDLE) -> Result<()> {
         let slot_id = self.sessions.close(handle)?;
-        self.objects.drop_session_objects(handle);
+        let remote = self.objects.drop_session_objects(handle);
+        self.remote_session_closed(handle, slot_id, remote);
         if self.sessions.on_slot(slot_id).is_empty() {
             self.slot(slot_id)?.logout_all();
             self.objects.clear_cache(slot_id);
@@ -87,7 +91,8 @@ impl Module {
         for (handle, _) in self.sessions.on_slot(slot_id) {
             // A concurrent C_CloseSession may have closed it already.
             if self.sessions.close(handle).is_ok() {
-                self.objects.drop_session_objects(handle);
+                let remote = self.objects.drop_session_objects(handle);
+                self.remote_session_closed(handle, slot_id, remote);
             }
         }
         slot.logout_all();
