@@ -249,4 +249,22 @@ mod tests {
         assert!(parse("[[slot]]\nkind=\"soft\"\npath=\"a\"\nid=1\n[[slot]]\nkind=\"soft\"\npath=\"b\"\nid=1\n").is_err());
         assert!(parse("[[slot]]\nkind=\"soft\"\npath=\"a\"\npin_kdf_iterations=10\n").is_err());
     }
+
+    #[test]
+    fn parses_forwarding_slots() {
+        let slots = parse(
+            "[[slot]]\nkind = \"pkcs11\"\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\ntoken_label = \"fwd\"\nallow = [\"CKM_AES_GCM\", \"0x1087\"]\ndeny_extractable = true\n",
+        )
+        .unwrap();
+        let SlotKind::Pkcs11(cfg) = &slots[0].kind else { panic!("not a forwarding slot") };
+        assert_eq!(cfg.token_label.as_deref(), Some("fwd"));
+        assert_eq!(cfg.allow, vec![cryptoki_sys::CKM_AES_GCM, 0x1087]);
+        assert!(cfg.deny_extractable);
+        assert_eq!((cfg.max_sessions, cfg.retry_attempts), (16, 2));
+        let err = parse("[[slot]]\nkind = \"pkcs11\"\nmodule = \"x.so\"\nallow = [\"CKM_NOPE\"]\n").unwrap_err();
+        assert!(err.contains("unknown mechanism `CKM_NOPE`"), "{err}");
+        let err = parse("[[slot]]\nkind = \"soft\"\npath = \"a.db\"\nmodule = \"x.so\"\n").unwrap_err();
+        assert!(err.contains("`module` is not a key of kind \"soft\""), "{err}");
+        assert!(parse("[[slot]]\nkind = \"pkcs11\"\n").unwrap_err().contains("needs `module`"));
+    }
 }
