@@ -9,6 +9,23 @@ use super::functions::{handed_out, FUNCTION_LIST_2_40, INTERFACE_LIST, INTERFACE
 use crate::core::{self, padded};
 use crate::error::rv;
 
+extern "C" fn after_fork_in_child() {
+    core::note_fork();
+}
+
+/// Registers the fork handler once per process image.
+fn watch_forks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the handler is a plain function of this library that only increments an
+        // atomic; glibc's pthread_atfork ties it to this DSO and drops it if we are unloaded.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        if rc != 0 {
+            tracing::warn!("pthread_atfork failed ({rc}): a forked child must not reuse this module");
+        }
+    });
+}
+
 pub const LIBRARY_VERSION: CK_VERSION = CK_VERSION { major: 0, minor: 1 };
 
 ck_fn! {
@@ -29,6 +46,7 @@ ck_fn! {
                 return Err(rv(CKR_CANT_LOCK));
             }
         }
+        watch_forks();
         core::initialize()
     }
 

@@ -197,8 +197,8 @@ impl Module {
                 return Err(rv(CKR_OPERATION_ACTIVE));
             }
             let use_ = if encrypt { KeyUse::Encrypt } else { KeyUse::Decrypt };
+            self.check_mechanism(session, mechanism, use_.mechanism_flag())?;
             if let Some(id) = self.remote_key(session, key)? {
-                self.check_mechanism(session, mechanism, use_.mechanism_flag())?;
                 return self.remote_cipher_init(session, mechanism, id, encrypt);
             }
             let found = self.usable_key(session, key, mechanism, use_)?;
@@ -304,8 +304,8 @@ impl Module {
                 return Err(rv(CKR_OPERATION_ACTIVE));
             }
             let use_ = if sign { KeyUse::Sign } else { KeyUse::Verify };
+            self.check_mechanism(session, mechanism, use_.mechanism_flag())?;
             if let Some(id) = self.remote_key(session, key)? {
-                self.check_mechanism(session, mechanism, use_.mechanism_flag())?;
                 return self.remote_signer_init(session, mechanism, id, sign);
             }
             let found = self.usable_key(session, key, mechanism, use_)?;
@@ -445,8 +445,8 @@ impl Module {
 
     pub fn derive_key(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism, base: CK_OBJECT_HANDLE, template: &AttributeTemplate) -> Result<CK_OBJECT_HANDLE> {
         self.with_session(handle, |session| {
+            self.check_mechanism(session, mechanism, CKF_DERIVE)?;
             if let Some(id) = self.remote_key(session, base)? {
-                self.check_mechanism(session, mechanism, CKF_DERIVE)?;
                 return self.remote_derive(session, self.slot(session.slot_id)?, mechanism, id, template);
             }
             let base = self.usable_key(session, base, mechanism, KeyUse::Derive)?;
@@ -512,8 +512,8 @@ impl Module {
 
     pub fn unwrap_key(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism, unwrapping: CK_OBJECT_HANDLE, wrapped: &[u8], template: &AttributeTemplate) -> Result<CK_OBJECT_HANDLE> {
         self.with_session(handle, |session| {
+            self.check_mechanism(session, mechanism, CKF_UNWRAP)?;
             if let Some(id) = self.remote_key(session, unwrapping)? {
-                self.check_mechanism(session, mechanism, CKF_UNWRAP)?;
                 return self.remote_unwrap(session, self.slot(session.slot_id)?, mechanism, id, wrapped, template);
             }
             let unwrapping = self.usable_key(session, unwrapping, mechanism, KeyUse::Unwrap).map_err(|e| match e.rv() {

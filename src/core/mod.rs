@@ -9,6 +9,7 @@ mod session;
 mod slot;
 mod token;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cryptoki_sys::*;
@@ -29,8 +30,8 @@ pub use token::SessionStatus;
 
 /// Everything one `C_Initialize` set up, until `C_Finalize`.
 pub struct Module {
-    /// The process that initialised it: a forked child must initialise afresh.
-    pid: u32,
+    /// The fork generation it was initialised in: a forked child must initialise afresh.
+    forks: u64,
     pub slots: Vec<Slot>,
     pub sessions: SessionTable,
     pub objects: ObjectTable,
@@ -38,11 +39,25 @@ pub struct Module {
 
 static MODULE: RwLock<Option<Arc<Module>>> = RwLock::new(None);
 
+/// How many times this process is a forked child of the one that loaded keyfront. Asking
+/// the kernel for the process id on every call costs more than most operations.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+/// Called in the child right after `fork()` (the ABI layer registers it with
+/// `pthread_atfork`): only an atomic increment, as a fork handler must be.
+pub fn note_fork() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+fn forks() -> u64 {
+    FORKS.load(Ordering::Relaxed)
+}
+
 /// The initialised module, or `CKR_CRYPTOKI_NOT_INITIALIZED` (also in a forked child that
 /// has not called `C_Initialize` itself).
 pub fn module() -> Result<Arc<Module>> {
     match &*MODULE.read() {
-        Some(m) if m.pid == std::process::id() => Ok(m.clone()),
+        Some(m) if m.forks == forks() => Ok(m.clone()),
         _ => Err(rv(CKR_CRYPTOKI_NOT_INITIALIZED)),
     }
 }
@@ -51,7 +66,7 @@ pub fn initialize() -> Result<()> {
     crate::logging::init();
     let mut current = MODULE.write();
     if let Some(m) = current.as_ref() {
-        if m.pid == std::process::id() {
+        if m.forks == forks() {
             return Err(rv(CKR_CRYPTOKI_ALREADY_INITIALIZED));
         }
         // Inherited across fork(): its connections and locks belong to the parent, so it is
@@ -82,7 +97,7 @@ pub fn initialize() -> Result<()> {
     }
     let slots = built;
     *current = Some(Arc::new(Module {
-        pid: std::process::id(),
+        forks: forks(),
         slots,
         sessions: SessionTable::default(),
         objects: ObjectTable::default(),
@@ -93,7 +108,7 @@ pub fn initialize() -> Result<()> {
 pub fn finalize() -> Result<()> {
     let mut current = MODULE.write();
     match current.take() {
-        Some(m) if m.pid == std::process::id() => {
+        Some(m) if m.forks == forks() => {
             for slot in &m.slots {
                 slot.logout_all();
             }

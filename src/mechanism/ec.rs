@@ -33,7 +33,7 @@ struct EcdsaSigner {
 /// The hash as ECDSA uses it on P-256: the leftmost 256 bits when longer (FIPS 186-5 §6.4.1,
 /// PKCS#11 "truncation is done by the token"), left-padded with zeros when shorter, which is
 /// the same integer.
-fn field_hash(hash: &[u8]) -> [u8; N_LEN] {
+pub(super) fn field_hash(hash: &[u8]) -> [u8; N_LEN] {
     let mut z = [0u8; N_LEN];
     if hash.len() >= N_LEN {
         z.copy_from_slice(&hash[..N_LEN]);
@@ -76,7 +76,7 @@ impl EcdsaSigner {
 
 /// r ‖ s from a signature of even length up to 64 bytes, each half left-padded to 32 bytes
 /// (PKCS#11 3.0 §2.3.1 lets verifiers receive shorter halves).
-fn parse_signature(signature: &[u8]) -> Result<[u8; 2 * N_LEN]> {
+pub(super) fn parse_signature(signature: &[u8]) -> Result<[u8; 2 * N_LEN]> {
     let half = signature.len() / 2;
     if signature.is_empty() || !signature.len().is_multiple_of(2) || half > N_LEN {
         return Err(rv(CKR_SIGNATURE_LEN_RANGE));
@@ -147,8 +147,10 @@ pub fn derive(mechanism: &Mechanism, key: &Object, out_len: Option<usize>) -> Re
     }
     let secret = keys::p256_private(key)?;
     let peer = keys::p256_point(&params.public_data).ok_or(rv(CKR_MECHANISM_PARAM_INVALID))?;
-    let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), peer.as_affine());
-    let z = Zeroizing::new(shared.raw_secret_bytes().to_vec());
+    #[cfg(feature = "aws-lc")]
+    let z = super::aws_lc::ec::shared_secret(key, &secret, &peer)?;
+    #[cfg(not(feature = "aws-lc"))]
+    let z = Zeroizing::new(p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), peer.as_affine()).raw_secret_bytes().to_vec());
     match kdf {
         None => {
             let len = out_len.unwrap_or(z.len());

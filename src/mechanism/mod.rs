@@ -3,6 +3,8 @@
 //! `MECHANISMS` table.
 
 pub mod aes;
+#[cfg(feature = "aws-lc")]
+mod aws_lc;
 pub mod digest;
 pub mod ec;
 pub mod eddsa;
@@ -288,6 +290,13 @@ pub fn generate_key_pair(
     keys::generate_key_pair(mechanism, public_template, private_template)
 }
 
+// The implementations of the asymmetric mechanisms: RustCrypto, or AWS-LC with the `aws-lc`
+// feature (which hands to RustCrypto what it cannot do; see `aws_lc`).
+#[cfg(feature = "aws-lc")]
+use aws_lc::{ec as ec_impl, eddsa as eddsa_impl, rsa as rsa_impl};
+#[cfg(not(feature = "aws-lc"))]
+use {ec as ec_impl, eddsa as eddsa_impl, rsa as rsa_impl};
+
 /// The table row of `mechanism` if it offers `function` with keys of `key`'s type.
 fn asym_entry(mechanism: &Mechanism, key: &Object, function: CK_FLAGS) -> Result<CK_KEY_TYPE> {
     let row = entry(mechanism.kind)?;
@@ -306,9 +315,9 @@ fn asym_entry(mechanism: &Mechanism, key: &Object, function: CK_FLAGS) -> Result
 pub fn asym_signer(mechanism: &Mechanism, key: &Object, sign: bool) -> Result<Box<dyn Signer>> {
     let function = if sign { CKF_SIGN } else { CKF_VERIFY };
     match asym_entry(mechanism, key, function)? {
-        CKK_RSA => rsa::signer(mechanism, key, sign),
-        CKK_EC => ec::signer(mechanism, key, sign),
-        CKK_EC_EDWARDS => eddsa::signer(mechanism, key, sign),
+        CKK_RSA => rsa_impl::signer(mechanism, key, sign),
+        CKK_EC => ec_impl::signer(mechanism, key, sign),
+        CKK_EC_EDWARDS => eddsa_impl::signer(mechanism, key, sign),
         _ => Err(rv(CKR_KEY_TYPE_INCONSISTENT)),
     }
 }
@@ -318,7 +327,7 @@ pub fn asym_signer(mechanism: &Mechanism, key: &Object, sign: bool) -> Result<Bo
 pub fn asym_cipher(mechanism: &Mechanism, key: &Object, encrypt: bool) -> Result<Box<dyn Cipher>> {
     let function = if encrypt { CKF_ENCRYPT | CKF_WRAP } else { CKF_DECRYPT | CKF_UNWRAP };
     match asym_entry(mechanism, key, function)? {
-        CKK_RSA => rsa::cipher(mechanism, key, encrypt),
+        CKK_RSA => rsa_impl::cipher(mechanism, key, encrypt),
         _ => Err(rv(CKR_KEY_TYPE_INCONSISTENT)),
     }
 }
