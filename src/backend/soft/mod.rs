@@ -90,14 +90,24 @@ impl SoftToken {
     fn unlock(&self, user: UserType, pin: &[u8]) -> Result<TokenKey> {
         let store = self.store()?;
         let (wrap_name, failures_name, role) = role(user);
-        let (blob, attempt) = store.write(|tx| {
+        let reserve = store.write(|tx| {
             let blob: Option<Vec<u8>> = meta_get(tx, wrap_name)?;
             let failures: i64 = meta_get(tx, failures_name)?.unwrap_or(0);
             if blob.is_some() && failures < MAX_PIN_FAILURES {
                 meta_set(tx, failures_name, failures + 1)?;
             }
             Ok((blob, failures))
-        })?;
+        });
+        // A token that cannot be written (read-only file, full disk) cannot count attempts
+        // either; its keys stay usable.
+        let (blob, attempt) = match reserve {
+            Err(e) if matches!(e.rv(), CKR_TOKEN_WRITE_PROTECTED | CKR_DEVICE_MEMORY) => {
+                let conn = store.conn()?;
+                let blob: Option<Vec<u8>> = meta_get(&conn, wrap_name)?;
+                (blob, meta_get(&conn, failures_name)?.unwrap_or(0))
+            }
+            other => other?,
+        };
         let Some(blob) = blob else {
             return Err(rv(match user {
                 UserType::User => CKR_USER_PIN_NOT_INITIALIZED,
@@ -110,7 +120,11 @@ impl SoftToken {
         // The slow KDF runs with no lock held.
         let result = TokenKey::unwrap_with_pin(&blob, pin, role);
         match &result {
-            Ok(_) => store.write(|tx| meta_set(tx, failures_name, 0i64))?,
+            Ok(_) => {
+                if let Err(e) = store.write(|tx| meta_set(tx, failures_name, 0i64)) {
+                    tracing::warn!(token = %self.config.path.display(), "cannot reset the failed-login counter: {e}");
+                }
+            }
             Err(e) if e.rv() == CKR_PIN_INCORRECT => {
                 tracing::info!(token = %self.config.path.display(), ?user, "wrong PIN");
             }

@@ -4,7 +4,7 @@
 //! power loss.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -50,6 +50,8 @@ pub struct Store {
     checked_at: AtomicU64,
     epoch: Instant,
     rechecking: Mutex<()>,
+    /// Opened read-only as immutable, because the medium cannot be written.
+    immutable: AtomicBool,
 }
 
 /// A pooled connection, returned to the pool when dropped.
@@ -94,17 +96,34 @@ impl Store {
             checked_at: AtomicU64::new(0),
             epoch: Instant::now(),
             rechecking: Mutex::new(()),
+            immutable: AtomicBool::new(false),
         };
-        let mut conn = store.connect()?;
-        migrate(&mut conn).map_err(|e| {
+        let open_migrated = |store: &Store| store.connect().and_then(|mut conn| migrate(&mut conn).map(|()| conn));
+        let opened = match open_migrated(&store) {
+            // On a read-only file system SQLite cannot create the WAL index: read the file as
+            // immutable instead (nobody can change it there).
+            Err(Error::Store(e)) if read_only_medium(&e) => {
+                tracing::warn!(file = %path.display(), "token file is on a read-only medium: opened read-only");
+                store.immutable.store(true, Ordering::Release);
+                open_migrated(&store)
+            }
+            other => other,
+        };
+        let conn = opened.map_err(|e| {
             tracing::error!(file = %path.display(), "token file cannot be opened: {e}");
             e
-        })?;
-        store.idle.lock().push(conn);
+        });
+        store.idle.lock().push(conn?);
         Ok(store)
     }
 
     fn connect(&self) -> Result<Connection> {
+        if self.immutable.load(Ordering::Acquire) {
+            let uri = format!("file:{}?immutable=1", uri_path(&self.path));
+            let conn = Connection::open_with_flags(uri, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            return Ok(conn);
+        }
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -185,6 +204,24 @@ fn create_private(path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// SQLite's way of saying the medium cannot be written to at all.
+fn read_only_medium(e: &rusqlite::Error) -> bool {
+    use rusqlite::ffi::ErrorCode;
+    matches!(e.sqlite_error_code(), Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly))
+}
+
+/// A path for an SQLite `file:` URI: the characters URIs give a meaning are escaped.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' | '?' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
