@@ -224,7 +224,21 @@ fn uri_path(path: &Path) -> String {
     out
 }
 
+/// Checks the file's structure once per process before it is trusted: a damaged file is then
+/// a clean error naming it, not wrong answers later.
+fn check_structure(conn: &Connection) -> Result<()> {
+    let mut stmt = conn.prepare("PRAGMA quick_check")?;
+    let problems: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(Error::Rv(cryptoki_sys::CKR_DEVICE_ERROR)).inspect_err(|_| {
+        tracing::error!("token file is damaged: {}", problems.join("; "));
+    })
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
+    check_structure(conn)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(Error::Internal(format!(
