@@ -513,7 +513,11 @@ impl Module {
     pub fn unwrap_key(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism, unwrapping: CK_OBJECT_HANDLE, wrapped: &[u8], template: &AttributeTemplate) -> Result<CK_OBJECT_HANDLE> {
         self.with_session(handle, |session| {
             self.check_mechanism(session, mechanism, CKF_UNWRAP)?;
-            if let Some(id) = self.remote_key(session, unwrapping)? {
+            let remote = self.remote_key(session, unwrapping).map_err(|e| match e.rv() {
+                CKR_KEY_HANDLE_INVALID => rv(CKR_UNWRAPPING_KEY_HANDLE_INVALID),
+                _ => e,
+            })?;
+            if let Some(id) = remote {
                 return self.remote_unwrap(session, self.slot(session.slot_id)?, mechanism, id, wrapped, template);
             }
             let unwrapping = self.usable_key(session, unwrapping, mechanism, KeyUse::Unwrap).map_err(|e| match e.rv() {
