@@ -585,7 +585,7 @@ fn without_curve_params(template: &AttributeTemplate) -> AttributeTemplate {
 /// Starts a cipher with a secret key's value or an asymmetric key's components.
 fn start_cipher(mechanism: &Mechanism, key: &crate::object::Object, encrypt: bool) -> Result<Box<dyn mechanism::Cipher>> {
     if key.class() == CKO_SECRET_KEY {
-        mechanism::cipher(mechanism, key.get(CKA_VALUE).unwrap_or_default(), encrypt)
+        mechanism::aes::cipher_for_key(mechanism, key, encrypt)
     } else {
         mechanism::asym_cipher(mechanism, key, encrypt)
     }

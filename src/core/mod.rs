@@ -128,6 +128,33 @@ impl Module {
     }
 }
 
+/// A map keyed by handles. Handles are small integers keyfront hands out itself, so a
+/// multiply-and-mix hash is enough and much cheaper than SipHash on every call.
+pub(crate) type HandleMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<HandleHasher>>;
+
+#[derive(Default)]
+pub(crate) struct HandleHasher(u64);
+
+impl std::hash::Hasher for HandleHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Copies `text` into a blank-padded fixed field, cut at a character boundary.
 pub fn padded<const N: usize>(text: &str) -> [u8; N] {
     let mut out = [b' '; N];

@@ -1,11 +1,12 @@
 //! Object handles and the object functions. Session objects live here in memory; token
 //! objects live in the slot's backend and get a handle the first time they are seen.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cryptoki_sys::*;
+
+use super::HandleMap;
 use parking_lot::{Mutex, RwLock};
 
 use super::slot::{LoginState, Slot};
@@ -43,8 +44,8 @@ struct Entry {
 #[derive(Default)]
 pub struct ObjectTable {
     next: AtomicU64,
-    entries: RwLock<HashMap<CK_OBJECT_HANDLE, Entry>>,
-    token_handles: RwLock<HashMap<(CK_SLOT_ID, ObjectId), CK_OBJECT_HANDLE>>,
+    entries: RwLock<HandleMap<CK_OBJECT_HANDLE, Entry>>,
+    token_handles: RwLock<HandleMap<(CK_SLOT_ID, ObjectId), CK_OBJECT_HANDLE>>,
 }
 
 impl ObjectTable {

@@ -1,11 +1,12 @@
 //! Sessions: each has its own lock and its own operation state, so threads working in
 //! different sessions never wait on each other.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cryptoki_sys::*;
+
+use super::HandleMap;
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{rv, Result};
@@ -56,7 +57,7 @@ pub type SessionRef = Arc<Mutex<Session>>;
 #[derive(Default)]
 pub struct SessionTable {
     next: AtomicU64,
-    sessions: RwLock<HashMap<CK_SESSION_HANDLE, (SessionSummary, SessionRef)>>,
+    sessions: RwLock<HandleMap<CK_SESSION_HANDLE, (SessionSummary, SessionRef)>>,
 }
 
 /// What the table knows of a session without locking it.

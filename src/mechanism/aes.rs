@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use super::{AesCtrParams, AesGcmParams, Cipher, Mechanism, MechanismParam, Secret};
 use crate::error::{rv, Result};
+use crate::object::Object;
 
 type Block = aes::Block;
 const BLOCK: usize = 16;
@@ -33,11 +34,43 @@ const KWP_IV: [u8; 4] = [0xA6, 0x59, 0x59, 0xA6];
 /// Starts an AES encryption (`encrypt` true) or decryption with the key's value.
 pub fn cipher(mechanism: &Mechanism, key: &[u8], encrypt: bool) -> Result<Box<dyn Cipher>> {
     let mode = Mode::parse(mechanism)?;
+    let schedules = KeySchedules { key, object: None };
     match key.len() {
-        16 => build::<Aes128Enc, Aes128Dec>(mode, key, encrypt),
-        24 => build::<Aes192Enc, Aes192Dec>(mode, key, encrypt),
-        32 => build::<Aes256Enc, Aes256Dec>(mode, key, encrypt),
+        16 => build::<Aes128Enc, Aes128Dec>(mode, schedules, encrypt),
+        24 => build::<Aes192Enc, Aes192Dec>(mode, schedules, encrypt),
+        32 => build::<Aes256Enc, Aes256Dec>(mode, schedules, encrypt),
         _ => Err(rv(CKR_KEY_SIZE_RANGE)),
+    }
+}
+
+/// Like [`cipher`] for a key object: its key schedules are expanded once per object and
+/// copied for each operation.
+pub fn cipher_for_key(mechanism: &Mechanism, object: &Object, encrypt: bool) -> Result<Box<dyn Cipher>> {
+    let key = object.get(CKA_VALUE).ok_or(rv(CKR_USER_NOT_LOGGED_IN))?;
+    let mode = Mode::parse(mechanism)?;
+    let schedules = KeySchedules { key, object: Some(object) };
+    match key.len() {
+        16 => build::<Aes128Enc, Aes128Dec>(mode, schedules, encrypt),
+        24 => build::<Aes192Enc, Aes192Dec>(mode, schedules, encrypt),
+        32 => build::<Aes256Enc, Aes256Dec>(mode, schedules, encrypt),
+        _ => Err(rv(CKR_KEY_SIZE_RANGE)),
+    }
+}
+
+/// Where an operation's key schedule comes from: expanded from the key, or copied from the
+/// one its key object keeps.
+struct KeySchedules<'a> {
+    key: &'a [u8],
+    object: Option<&'a Object>,
+}
+
+impl KeySchedules<'_> {
+    fn get<K: KeyInit + Clone + Send + Sync + 'static>(&self) -> Result<K> {
+        let expand = |_: &Object| K::new_from_slice(self.key).map_err(|_| rv(CKR_KEY_SIZE_RANGE));
+        match self.object {
+            Some(object) => object.prepared(expand),
+            None => K::new_from_slice(self.key).map_err(|_| rv(CKR_KEY_SIZE_RANGE)),
+        }
     }
 }
 
@@ -125,13 +158,13 @@ impl Mode {
     }
 }
 
-fn build<E, D>(mode: Mode, key: &[u8], encrypt: bool) -> Result<Box<dyn Cipher>>
+fn build<E, D>(mode: Mode, schedules: KeySchedules<'_>, encrypt: bool) -> Result<Box<dyn Cipher>>
 where
-    E: BlockCipherEncrypt<BlockSize = U16> + KeyInit + Send + 'static,
-    D: BlockCipherDecrypt<BlockSize = U16> + KeyInit + Send + 'static,
+    E: BlockCipherEncrypt<BlockSize = U16> + KeyInit + Clone + Send + Sync + 'static,
+    D: BlockCipherDecrypt<BlockSize = U16> + KeyInit + Clone + Send + Sync + 'static,
 {
-    let enc = || E::new_from_slice(key).map_err(|_| rv(CKR_KEY_SIZE_RANGE));
-    let dec = || D::new_from_slice(key).map_err(|_| rv(CKR_KEY_SIZE_RANGE));
+    let enc = || schedules.get::<E>();
+    let dec = || schedules.get::<D>();
     Ok(match (mode, encrypt) {
         (Mode::Ecb, true) => Box::new(Blocks::new(EcbEnc(enc()?), true, false)),
         (Mode::Ecb, false) => Box::new(Blocks::new(EcbDec(dec()?), false, false)),

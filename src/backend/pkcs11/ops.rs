@@ -1,0 +1,259 @@
+//! Operations carried out by the vendor: a `Cipher` or `Signer` that holds the vendor
+//! session tied to the keyfront session, and calls the vendor's update/final or single-part
+//! functions on it.
+
+use std::sync::Arc;
+
+use cryptoki_sys::*;
+
+use super::mechanism::RawMechanism;
+use super::session::{is_lost, Link, TiedRef};
+use crate::error::{rv, Error, Result};
+use crate::mechanism::{Cipher, Mechanism, Secret, Signer};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OpKind {
+    Encrypt,
+    Decrypt,
+    Sign,
+    Verify,
+}
+
+impl OpKind {
+    fn init_name(self) -> &'static str {
+        match self {
+            OpKind::Encrypt => "C_EncryptInit",
+            OpKind::Decrypt => "C_DecryptInit",
+            OpKind::Sign => "C_SignInit",
+            OpKind::Verify => "C_VerifyInit",
+        }
+    }
+
+    fn cancel_flag(self) -> CK_FLAGS {
+        match self {
+            OpKind::Encrypt => CKF_ENCRYPT,
+            OpKind::Decrypt => CKF_DECRYPT,
+            OpKind::Sign => CKF_SIGN,
+            OpKind::Verify => CKF_VERIFY,
+        }
+    }
+}
+
+/// Starts `kind` at the vendor on `session`. A vendor that still has an operation of that
+/// kind (one we could not end) has it ended, and the start is tried once more.
+pub fn start(link: &Link, session: CK_SESSION_HANDLE, kind: OpKind, mechanism: &Mechanism, key: CK_OBJECT_HANDLE) -> Result<()> {
+    let mut raw = RawMechanism::new(mechanism)?;
+    let init = |raw: &mut RawMechanism| match kind {
+        OpKind::Encrypt => link.vendor.encrypt_init(session, raw, key),
+        OpKind::Decrypt => link.vendor.decrypt_init(session, raw, key),
+        OpKind::Sign => link.vendor.sign_init(session, raw, key),
+        OpKind::Verify => link.vendor.verify_init(session, raw, key),
+    };
+    match init(&mut raw) {
+        Err(Error::Rv(CKR_OPERATION_ACTIVE)) => {
+            tracing::debug!(slot = %link.name, call = kind.init_name(), "vendor operation still active; ending it");
+            terminate(link, session, kind, true);
+            terminate(link, session, kind, false);
+            init(&mut raw)
+        }
+        other => other,
+    }
+}
+
+/// Ends an operation of `kind` on `session` whatever state it is in: `C_SessionCancel` if the
+/// vendor has it, else a call that always terminates the operation (PKCS#11 §5.2: every
+/// call but a length query or `CKR_BUFFER_TOO_SMALL` ends it) — the final call if input was
+/// given (`started`), the single-part call on empty input otherwise.
+pub fn terminate(link: &Link, session: CK_SESSION_HANDLE, kind: OpKind, started: bool) {
+    let vendor = &link.vendor;
+    if vendor.has_session_cancel() && vendor.session_cancel(session, kind.cancel_flag()).is_ok() {
+        return;
+    }
+    let _ = match (kind, started) {
+        (OpKind::Encrypt, true) => vendor.encrypt_final(session).map(drop),
+        (OpKind::Encrypt, false) => vendor.encrypt(session, &[]).map(drop),
+        (OpKind::Decrypt, true) => vendor.decrypt_final(session).map(drop),
+        (OpKind::Decrypt, false) => vendor.decrypt(session, &[]).map(drop),
+        (OpKind::Sign, true) => vendor.sign_final(session).map(drop),
+        (OpKind::Sign, false) => vendor.sign(session, &[]).map(drop),
+        (OpKind::Verify, true) => vendor.verify_final(session, &[]),
+        (OpKind::Verify, false) => vendor.verify(session, &[], &[]),
+    };
+}
+
+/// An operation running at the vendor.
+pub struct RemoteOp {
+    link: Arc<Link>,
+    tied: TiedRef,
+    /// The generation of the tied vendor session the operation was started on.
+    generation: u64,
+    kind: OpKind,
+    mechanism: Mechanism,
+    key: CK_OBJECT_HANDLE,
+    /// Input was given with an update call.
+    started: bool,
+    /// The vendor still has the operation.
+    active: bool,
+}
+
+impl RemoteOp {
+    pub fn new(link: Arc<Link>, tied: TiedRef, generation: u64, kind: OpKind, mechanism: Mechanism, key: CK_OBJECT_HANDLE) -> Self {
+        Self { link, tied, generation, kind, mechanism, key, started: false, active: true }
+    }
+
+    /// A step of a multi-part operation, on the session it was started on; an error ends it
+    /// (the vendor ended it too). Not retried: the vendor's state is gone with its session.
+    fn step<T>(&mut self, call: &str, ends: bool, f: impl FnOnce(&Link, CK_SESSION_HANDLE) -> Result<T>) -> Result<T> {
+        if !self.active {
+            return Err(rv(CKR_OPERATION_NOT_INITIALIZED));
+        }
+        let mut tied = self.tied.lock();
+        let session = match tied.handle {
+            Some(h) if tied.generation == self.generation => h,
+            _ => {
+                self.active = false;
+                return Err(rv(tied.lost));
+            }
+        };
+        let result = f(&self.link, session);
+        if let Err(e) = &result {
+            self.link.log_failure(call, e);
+            self.active = false;
+            if let Error::Rv(code) = e {
+                if is_lost(*code) {
+                    self.link.close_tied(&mut tied, *code);
+                    self.link.drain_idle();
+                }
+            }
+        } else if ends {
+            self.active = false;
+        }
+        result
+    }
+
+    /// A single-part call (`C_Encrypt`, `C_Sign`…) that ends the operation. If the vendor
+    /// lost the session, the operation is started again on a new one and the call retried:
+    /// nothing of it had happened at the vendor yet.
+    fn once<T>(&mut self, call: &str, mut f: impl FnMut(&Link, CK_SESSION_HANDLE) -> Result<T>) -> Result<T> {
+        if !self.active {
+            return Err(rv(CKR_OPERATION_NOT_INITIALIZED));
+        }
+        if self.started {
+            return Err(rv(CKR_OPERATION_ACTIVE));
+        }
+        self.active = false;
+        let link = self.link.clone();
+        let mut tied = self.tied.lock();
+        let mut attempt = 0;
+        loop {
+            let result: Result<T> = 'attempt: {
+                // On a vendor session other than the one the operation began on, begin it again.
+                let fresh = tied.handle.is_none() || tied.generation != self.generation;
+                let session = match link.ensure_open(&mut tied) {
+                    Ok(s) => s,
+                    Err(e) => break 'attempt Err(e),
+                };
+                if fresh {
+                    if let Err(e) = start(&link, session, self.kind, &self.mechanism, self.key) {
+                        break 'attempt Err(e);
+                    }
+                    self.generation = tied.generation;
+                }
+                f(&link, session)
+            };
+            let Err(e) = result else { return result };
+            link.log_failure(call, &e);
+            let Error::Rv(code) = e else { return Err(e) };
+            if !is_lost(code) {
+                return Err(e);
+            }
+            link.close_tied(&mut tied, code);
+            link.drain_idle();
+            if attempt >= link.retry_attempts() {
+                return Err(e);
+            }
+            attempt += 1;
+            link.back_off(call, attempt, code);
+        }
+    }
+}
+
+impl Drop for RemoteOp {
+    /// An operation dropped before it ended (cancelled, or its session closed) is ended at
+    /// the vendor too, or the next one on that session would find it still active.
+    fn drop(&mut self) {
+        if !self.active {
+            return;
+        }
+        let tied = self.tied.lock();
+        if let Some(session) = tied.handle.filter(|_| tied.generation == self.generation) {
+            terminate(&self.link, session, self.kind, self.started);
+        }
+    }
+}
+
+impl Cipher for RemoteOp {
+    fn update(&mut self, input: &[u8]) -> Result<Secret> {
+        self.started = true;
+        match self.kind {
+            OpKind::Encrypt => self.step("C_EncryptUpdate", false, |l, s| l.vendor.encrypt_update(s, input)),
+            OpKind::Decrypt => self.step("C_DecryptUpdate", false, |l, s| l.vendor.decrypt_update(s, input)),
+            _ => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
+        }
+    }
+
+    fn finish(&mut self) -> Result<Secret> {
+        match self.kind {
+            OpKind::Encrypt => self.step("C_EncryptFinal", true, |l, s| l.vendor.encrypt_final(s)),
+            OpKind::Decrypt => self.step("C_DecryptFinal", true, |l, s| l.vendor.decrypt_final(s)),
+            _ => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
+        }
+    }
+
+    fn once(&mut self, input: &[u8]) -> Result<Secret> {
+        match self.kind {
+            OpKind::Encrypt => RemoteOp::once(self, "C_Encrypt", |l, s| l.vendor.encrypt(s, input)),
+            OpKind::Decrypt => RemoteOp::once(self, "C_Decrypt", |l, s| l.vendor.decrypt(s, input)),
+            _ => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
+        }
+    }
+}
+
+impl Signer for RemoteOp {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.started = true;
+        match self.kind {
+            OpKind::Sign => self.step("C_SignUpdate", false, |l, s| l.vendor.sign_update(s, data)),
+            OpKind::Verify => self.step("C_VerifyUpdate", false, |l, s| l.vendor.verify_update(s, data)),
+            _ => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
+        }
+    }
+
+    fn sign(&mut self) -> Result<Vec<u8>> {
+        match self.kind {
+            OpKind::Sign => self.step("C_SignFinal", true, |l, s| l.vendor.sign_final(s)),
+            _ => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
+        }
+    }
+
+    fn verify(&mut self, signature: &[u8]) -> Result<()> {
+        match self.kind {
+            OpKind::Verify => self.step("C_VerifyFinal", true, |l, s| l.vendor.verify_final(s, signature)),
+            _ => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
+        }
+    }
+
+    fn sign_once(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        match self.kind {
+            OpKind::Sign => RemoteOp::once(self, "C_Sign", |l, s| l.vendor.sign(s, data)),
+            _ => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
+        }
+    }
+
+    fn verify_once(&mut self, data: &[u8], signature: &[u8]) -> Result<()> {
+        match self.kind {
+            OpKind::Verify => RemoteOp::once(self, "C_Verify", |l, s| l.vendor.verify(s, data, signature)),
+            _ => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
+        }
+    }
+}

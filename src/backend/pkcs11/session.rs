@@ -1,0 +1,437 @@
+//! Vendor sessions. Each keyfront session that runs an operation or makes an object gets a
+//! vendor session of its own ("tied"), because the vendor keeps operation state and session
+//! objects per session; calls without such state (find, attributes, login…) borrow one from
+//! a small pool. Login state is per application in PKCS#11, so a login on any vendor session
+//! holds for all of them, as long as one stays open; sessions opened after the vendor lost
+//! them log in again with the kept PIN.
+//!
+//! Locks: the pool's and the tied map's are never held across a vendor call; a tied
+//! session's own lock is (vendor sessions are single-threaded), and a pooled session is
+//! used by one thread at a time because it is taken out of the pool.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cryptoki_sys::*;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use zeroize::Zeroizing;
+
+use super::module::Vendor;
+use crate::backend::UserType;
+use crate::error::{rv, rv_name, Error, Result};
+
+/// How long a call waits for a pooled session when all `max_sessions` are busy.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+
+/// Return codes after which the vendor session (or the token behind it) is gone: reopen the
+/// session, log in again, and retry the call if it is idempotent.
+pub fn is_lost(code: CK_RV) -> bool {
+    matches!(
+        code,
+        CKR_DEVICE_REMOVED | CKR_TOKEN_NOT_PRESENT | CKR_SESSION_HANDLE_INVALID | CKR_SESSION_CLOSED | CKR_DEVICE_ERROR
+    )
+}
+
+fn lost_code(e: &Error) -> Option<CK_RV> {
+    match e {
+        Error::Rv(code) if is_lost(*code) => Some(*code),
+        _ => None,
+    }
+}
+
+/// The vendor session tied to one keyfront session.
+pub struct Tied {
+    pub handle: Option<CK_SESSION_HANDLE>,
+    /// Changes whenever `handle` is replaced: an operation begun under another generation is
+    /// gone.
+    pub generation: u64,
+    /// Why the last vendor session was dropped (what an operation on it then reports).
+    pub lost: CK_RV,
+}
+
+pub type TiedRef = Arc<Mutex<Tied>>;
+
+#[derive(Default)]
+struct Pool {
+    idle: Vec<CK_SESSION_HANDLE>,
+    /// Pooled sessions open, idle or lent out.
+    pooled: usize,
+    /// Tied sessions open.
+    tied: usize,
+}
+
+/// The connection to one vendor token.
+pub struct Link {
+    pub vendor: Arc<Vendor>,
+    pub slot: CK_SLOT_ID,
+    /// The keyfront slot's label, for logs.
+    pub name: String,
+    max_sessions: usize,
+    retry_attempts: u32,
+    retry_delay: Duration,
+    pool: Mutex<Pool>,
+    pool_changed: Condvar,
+    tied: Mutex<HashMap<CK_SESSION_HANDLE, TiedRef>>,
+    /// Who is logged in, with the PIN to log in again after the vendor lost its sessions.
+    login: Mutex<Option<(CK_USER_TYPE, Zeroizing<Vec<u8>>)>>,
+}
+
+pub fn user_code(user: UserType) -> CK_USER_TYPE {
+    match user {
+        UserType::So => CKU_SO,
+        UserType::User => CKU_USER,
+    }
+}
+
+impl Link {
+    pub fn new(
+        vendor: Arc<Vendor>,
+        slot: CK_SLOT_ID,
+        name: String,
+        max_sessions: usize,
+        retry_attempts: u32,
+        retry_delay_ms: u64,
+    ) -> Self {
+        Self {
+            vendor,
+            slot,
+            name,
+            max_sessions: max_sessions.max(1),
+            retry_attempts,
+            retry_delay: Duration::from_millis(retry_delay_ms),
+            pool: Mutex::new(Pool::default()),
+            pool_changed: Condvar::new(),
+            tied: Mutex::new(HashMap::new()),
+            login: Mutex::new(None),
+        }
+    }
+
+    /// Logs a failed vendor call; lost sessions and devices at warning level.
+    pub fn log_failure(&self, call: &str, e: &Error) {
+        match e {
+            Error::Rv(code) if is_lost(*code) => {
+                tracing::warn!(slot = %self.name, vendor_call = call, vendor_rv = %rv_name(*code), "vendor lost the session or device")
+            }
+            _ => tracing::debug!(slot = %self.name, vendor_call = call, error = %e, "vendor call failed"),
+        }
+    }
+
+    /// Waits before retry `attempt` (1, 2, …): the delay times the attempt.
+    pub fn back_off(&self, call: &str, attempt: u32, code: CK_RV) {
+        tracing::warn!(
+            slot = %self.name,
+            vendor_call = call,
+            vendor_rv = %rv_name(code),
+            attempt,
+            of = self.retry_attempts,
+            "retrying after reconnecting"
+        );
+        std::thread::sleep(self.retry_delay * attempt);
+    }
+
+    pub fn retry_attempts(&self) -> u32 {
+        self.retry_attempts
+    }
+
+    // ---- login state ---------------------------------------------------------------------
+
+    pub fn set_login(&self, state: Option<(CK_USER_TYPE, Zeroizing<Vec<u8>>)>) {
+        *self.login.lock() = state;
+    }
+
+    pub fn login_user(&self) -> Option<CK_USER_TYPE> {
+        self.login.lock().as_ref().map(|(u, _)| *u)
+    }
+
+    /// Replaces the kept PIN of `user` if that user is the one logged in.
+    pub fn update_pin(&self, user: CK_USER_TYPE, pin: &[u8]) {
+        if let Some((u, kept)) = self.login.lock().as_mut() {
+            if *u == user {
+                *kept = Zeroizing::new(pin.to_vec());
+            }
+        }
+    }
+
+    /// Logs `session` in again if keyfront's user is logged in and the vendor has forgotten
+    /// it (all its sessions were closed). A failure is logged, not returned: the call that
+    /// follows gets the vendor's own answer (`CKR_USER_NOT_LOGGED_IN`…).
+    fn restore_login(&self, session: CK_SESSION_HANDLE) {
+        let Some((user, pin)) = self.login.lock().clone() else { return };
+        let logged_in = match self.vendor.session_info(session) {
+            Ok(info) => match user {
+                CKU_SO => info.state == CKS_RW_SO_FUNCTIONS,
+                _ => matches!(info.state, CKS_RW_USER_FUNCTIONS | CKS_RO_USER_FUNCTIONS),
+            },
+            Err(_) => false,
+        };
+        if logged_in {
+            return;
+        }
+        match self.vendor.login(session, user, &pin) {
+            Ok(()) | Err(Error::Rv(CKR_USER_ALREADY_LOGGED_IN)) => {
+                tracing::info!(slot = %self.name, "logged in again to the vendor token")
+            }
+            Err(e) => tracing::warn!(slot = %self.name, error = %e, "could not log in again to the vendor token"),
+        }
+    }
+
+    fn open_vendor_session(&self) -> Result<CK_SESSION_HANDLE> {
+        let session = self.vendor.open_session(self.slot).inspect_err(|e| self.log_failure("C_OpenSession", e))?;
+        self.restore_login(session);
+        Ok(session)
+    }
+
+    fn close_vendor_session(&self, session: CK_SESSION_HANDLE) {
+        if let Err(e) = self.vendor.close_session(session) {
+            tracing::debug!(slot = %self.name, error = %e, "vendor C_CloseSession");
+        }
+    }
+
+    // ---- the pool ------------------------------------------------------------------------
+
+    /// A pooled session for this thread alone until `give_back` or `discard`.
+    fn lease(&self) -> Result<CK_SESSION_HANDLE> {
+        let deadline = Instant::now() + POOL_WAIT;
+        let mut pool = self.pool.lock();
+        loop {
+            if let Some(session) = pool.idle.pop() {
+                return Ok(session);
+            }
+            // The pool may always have one session, however many are tied.
+            if pool.pooled + pool.tied < self.max_sessions || pool.pooled == 0 {
+                pool.pooled += 1;
+                drop(pool);
+                return self.open_vendor_session().inspect_err(|_| {
+                    self.pool.lock().pooled -= 1;
+                    self.pool_changed.notify_all();
+                });
+            }
+            if self.pool_changed.wait_until(&mut pool, deadline).timed_out() {
+                tracing::warn!(slot = %self.name, max_sessions = self.max_sessions, "every vendor session is busy");
+                return Err(rv(CKR_DEVICE_MEMORY));
+            }
+        }
+    }
+
+    fn give_back(&self, session: CK_SESSION_HANDLE) {
+        self.pool.lock().idle.push(session);
+        self.pool_changed.notify_one();
+    }
+
+    fn discard(&self, session: CK_SESSION_HANDLE) {
+        self.pool.lock().pooled -= 1;
+        self.pool_changed.notify_all();
+        self.close_vendor_session(session);
+    }
+
+    /// Closes the idle pooled sessions: after one was lost the others likely are too.
+    pub fn drain_idle(&self) {
+        let idle = {
+            let mut pool = self.pool.lock();
+            let idle = std::mem::take(&mut pool.idle);
+            pool.pooled -= idle.len();
+            idle
+        };
+        self.pool_changed.notify_all();
+        for session in idle {
+            self.close_vendor_session(session);
+        }
+    }
+
+    /// Runs `f` on a pooled session. When the vendor lost the session, it is replaced and,
+    /// if `idempotent`, `f` is retried up to `retry_attempts` times.
+    pub fn pooled<T>(&self, call: &str, idempotent: bool, mut f: impl FnMut(CK_SESSION_HANDLE) -> Result<T>) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            let result = self.lease().and_then(|session| {
+                let result = f(session);
+                match result.as_ref().err().and_then(lost_code) {
+                    Some(_) => self.discard(session),
+                    None => self.give_back(session),
+                }
+                result
+            });
+            match result {
+                Err(e) => {
+                    self.log_failure(call, &e);
+                    match lost_code(&e) {
+                        Some(code) => {
+                            self.drain_idle();
+                            if idempotent && attempt < self.retry_attempts {
+                                attempt += 1;
+                                self.back_off(call, attempt, code);
+                                continue;
+                            }
+                            return Err(e);
+                        }
+                        None => return Err(e),
+                    }
+                }
+                ok => return ok,
+            }
+        }
+    }
+
+    /// Runs a call that needs no session (token info, mechanism list), retrying it when the
+    /// token was lost for a moment, if `idempotent`.
+    pub fn sessionless<T>(&self, call: &str, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            match f() {
+                Err(e) => {
+                    self.log_failure(call, &e);
+                    match lost_code(&e) {
+                        Some(code) if attempt < self.retry_attempts => {
+                            attempt += 1;
+                            self.back_off(call, attempt, code);
+                        }
+                        _ => return Err(e),
+                    }
+                }
+                ok => return ok,
+            }
+        }
+    }
+
+    // ---- tied sessions -------------------------------------------------------------------
+
+    /// The tied entry of keyfront session `session` (not yet opened at the vendor).
+    pub fn tied(&self, session: CK_SESSION_HANDLE) -> TiedRef {
+        self.tied
+            .lock()
+            .entry(session)
+            .or_insert_with(|| Arc::new(Mutex::new(Tied { handle: None, generation: 0, lost: CKR_SESSION_CLOSED })))
+            .clone()
+    }
+
+    /// The tied entry if the keyfront session has one.
+    pub fn tied_if_any(&self, session: CK_SESSION_HANDLE) -> Option<TiedRef> {
+        self.tied.lock().get(&session).cloned()
+    }
+
+    /// The vendor session of `tied`, opened now if it has none. Counts against
+    /// `max_sessions`, taking the place of an idle pooled session when all are open.
+    pub fn ensure_open(&self, tied: &mut Tied) -> Result<CK_SESSION_HANDLE> {
+        if let Some(h) = tied.handle {
+            return Ok(h);
+        }
+        let deadline = Instant::now() + POOL_WAIT;
+        let tied_limit = self.max_sessions.saturating_sub(1).max(1);
+        let mut evicted = None;
+        {
+            let mut pool = self.pool.lock();
+            loop {
+                if pool.tied >= tied_limit {
+                    tracing::warn!(slot = %self.name, max_sessions = self.max_sessions, "no vendor session left for another keyfront session");
+                    return Err(rv(CKR_SESSION_COUNT));
+                }
+                if pool.pooled + pool.tied < self.max_sessions {
+                    break;
+                }
+                if let Some(idle) = pool.idle.pop() {
+                    pool.pooled -= 1;
+                    evicted = Some(idle);
+                    break;
+                }
+                if self.pool_changed.wait_until(&mut pool, deadline).timed_out() {
+                    tracing::warn!(slot = %self.name, max_sessions = self.max_sessions, "every vendor session is busy");
+                    return Err(rv(CKR_DEVICE_MEMORY));
+                }
+            }
+            pool.tied += 1;
+        }
+        let opened = self.open_vendor_session();
+        // Closed only now, so that some session stays open (and the login with it).
+        if let Some(idle) = evicted {
+            self.close_vendor_session(idle);
+        }
+        match opened {
+            Ok(h) => {
+                tied.handle = Some(h);
+                tied.generation += 1;
+                Ok(h)
+            }
+            Err(e) => {
+                self.pool.lock().tied -= 1;
+                self.pool_changed.notify_all();
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops the vendor session of `tied`, lost or no longer wanted.
+    pub fn close_tied(&self, tied: &mut Tied, why: CK_RV) {
+        if let Some(h) = tied.handle.take() {
+            tied.lost = why;
+            tied.generation += 1;
+            self.pool.lock().tied -= 1;
+            self.pool_changed.notify_all();
+            self.close_vendor_session(h);
+        }
+    }
+
+    /// Runs `f` on the vendor session tied to keyfront session `session` (opening it if
+    /// needed), with the same reconnect and retry rules as `pooled`. Returns the
+    /// generation of the vendor session it ran on.
+    pub fn on_tied<T>(
+        &self,
+        session: CK_SESSION_HANDLE,
+        call: &str,
+        idempotent: bool,
+        f: impl FnMut(CK_SESSION_HANDLE) -> Result<T>,
+    ) -> Result<(T, TiedRef, u64)> {
+        let tied = self.tied(session);
+        let (value, generation) = {
+            let mut guard = tied.lock();
+            self.on_tied_locked(&mut guard, call, idempotent, f)?
+        };
+        Ok((value, tied, generation))
+    }
+
+    pub fn on_tied_locked<T>(
+        &self,
+        guard: &mut MutexGuard<'_, Tied>,
+        call: &str,
+        idempotent: bool,
+        mut f: impl FnMut(CK_SESSION_HANDLE) -> Result<T>,
+    ) -> Result<(T, u64)> {
+        let mut attempt = 0;
+        loop {
+            let result = self.ensure_open(guard).and_then(&mut f);
+            match result {
+                Ok(v) => return Ok((v, guard.generation)),
+                Err(e) => {
+                    self.log_failure(call, &e);
+                    let Some(code) = lost_code(&e) else { return Err(e) };
+                    self.close_tied(guard, code);
+                    self.drain_idle();
+                    if idempotent && attempt < self.retry_attempts {
+                        attempt += 1;
+                        self.back_off(call, attempt, code);
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Keyfront closed `session`: close its vendor session (destroying the session objects
+    /// made in it, as PKCS#11 has it).
+    pub fn session_closed(&self, session: CK_SESSION_HANDLE) {
+        let Some(tied) = self.tied.lock().remove(&session) else { return };
+        let mut guard = tied.lock();
+        self.close_tied(&mut guard, CKR_SESSION_CLOSED);
+    }
+
+    /// Closes every vendor session (before `C_InitToken`, and when the slot goes away).
+    pub fn close_all(&self) {
+        let tied: Vec<TiedRef> = self.tied.lock().drain().map(|(_, t)| t).collect();
+        for t in tied {
+            let mut guard = t.lock();
+            self.close_tied(&mut guard, CKR_SESSION_CLOSED);
+        }
+        self.drain_idle();
+    }
+}
