@@ -87,6 +87,12 @@ pub trait Backend: Send + Sync {
     /// Keyfront's session `session` was closed: end whatever the backend tied to it.
     fn remote_session_closed(&self, _session: CK_SESSION_HANDLE) {}
 
+    /// `C_Login(CKU_CONTEXT_SPECIFIC)` for the operation in progress on `session`: the token
+    /// checks the PIN on the session of that operation (instead of `verify_user_pin`).
+    fn remote_context_login(&self, _session: CK_SESSION_HANDLE, _pin: &[u8]) -> Result<()> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
     fn remote_create(&self, _session: CK_SESSION_HANDLE, _template: &AttributeTemplate) -> Result<ObjectId> {
         Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
     }

@@ -97,7 +97,8 @@ fn two_pass(mut call: impl FnMut(*mut u8, &mut CK_ULONG) -> CK_RV) -> Result<Zer
         let mut got = len;
         match call(p, &mut got) {
             CKR_OK => {
-                out.truncate((got as usize).min(out.len()));
+                let n = (got as usize).min(out.len());
+                out.truncate(n);
                 return Ok(out);
             }
             CKR_BUFFER_TOO_SMALL if got > len => len = got,
@@ -342,12 +343,18 @@ impl Vendor {
 
     // ---- sessions and login -------------------------------------------------------------
 
-    /// A read-write serial session.
+    /// A read-write serial session (read-only on a write-protected token).
     pub fn open_session(&self, slot: CK_SLOT_ID) -> Result<CK_SESSION_HANDLE> {
         let f = func!(self, C_OpenSession);
         let mut handle: CK_SESSION_HANDLE = CK_INVALID_HANDLE;
         // SAFETY: no notification callback; the out pointer is valid.
-        check(unsafe { f(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, ptr::null_mut(), None, &mut handle) })?;
+        let code = unsafe { f(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, ptr::null_mut(), None, &mut handle) };
+        if code == CKR_TOKEN_WRITE_PROTECTED {
+            // SAFETY: as above.
+            check(unsafe { f(slot, CKF_SERIAL_SESSION, ptr::null_mut(), None, &mut handle) })?;
+            return Ok(handle);
+        }
+        check(code)?;
         Ok(handle)
     }
 
@@ -355,6 +362,14 @@ impl Vendor {
         let f = func!(self, C_CloseSession);
         // SAFETY: plain value arguments.
         check(unsafe { f(session) })
+    }
+
+    /// `C_CloseAllSessions`: what the tests use to pull the sessions from under a slot.
+    #[cfg(test)]
+    pub fn close_all_sessions(&self, slot: CK_SLOT_ID) -> Result<()> {
+        let f = func!(self, C_CloseAllSessions);
+        // SAFETY: plain value arguments.
+        check(unsafe { f(slot) })
     }
 
     pub fn session_info(&self, session: CK_SESSION_HANDLE) -> Result<CK_SESSION_INFO> {

@@ -122,7 +122,7 @@ impl RemoteOp {
             if let Error::Rv(code) = e {
                 if is_lost(*code) {
                     self.link.close_tied(&mut tied, *code);
-                    self.link.drain_idle();
+                    self.link.note_loss();
                 }
             }
         } else if ends {
@@ -168,7 +168,7 @@ impl RemoteOp {
                 return Err(e);
             }
             link.close_tied(&mut tied, code);
-            link.drain_idle();
+            link.note_loss();
             if attempt >= link.retry_attempts() {
                 return Err(e);
             }

@@ -10,6 +10,7 @@
 //! used by one thread at a time because it is taken out of the pool.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,13 +49,16 @@ pub struct Tied {
     pub generation: u64,
     /// Why the last vendor session was dropped (what an operation on it then reports).
     pub lost: CK_RV,
+    /// `Link::losses` when the session was last known to be alive.
+    checked: u64,
 }
 
 pub type TiedRef = Arc<Mutex<Tied>>;
 
 #[derive(Default)]
 struct Pool {
-    idle: Vec<CK_SESSION_HANDLE>,
+    /// Idle sessions with `Link::losses` when each was last known to be alive.
+    idle: Vec<(CK_SESSION_HANDLE, u64)>,
     /// Pooled sessions open, idle or lent out.
     pooled: usize,
     /// Tied sessions open.
@@ -75,6 +79,9 @@ pub struct Link {
     tied: Mutex<HashMap<CK_SESSION_HANDLE, TiedRef>>,
     /// Who is logged in, with the PIN to log in again after the vendor lost its sessions.
     login: Mutex<Option<(CK_USER_TYPE, Zeroizing<Vec<u8>>)>>,
+    /// Counts the times the vendor was seen to lose a session: a tied session not used since
+    /// is checked before its next call (if the vendor lost one session it likely lost all).
+    losses: AtomicU64,
 }
 
 pub fn user_code(user: UserType) -> CK_USER_TYPE {
@@ -104,6 +111,7 @@ impl Link {
             pool_changed: Condvar::new(),
             tied: Mutex::new(HashMap::new()),
             login: Mutex::new(None),
+            losses: AtomicU64::new(0),
         }
     }
 
@@ -190,13 +198,26 @@ impl Link {
 
     // ---- the pool ------------------------------------------------------------------------
 
-    /// A pooled session for this thread alone until `give_back` or `discard`.
+    /// A pooled session for this thread alone until `give_back` or `discard`. An idle
+    /// session not used since the vendor lost one is checked first.
     fn lease(&self) -> Result<CK_SESSION_HANDLE> {
         let deadline = Instant::now() + POOL_WAIT;
         let mut pool = self.pool.lock();
         loop {
-            if let Some(session) = pool.idle.pop() {
-                return Ok(session);
+            if let Some((session, checked)) = pool.idle.pop() {
+                if checked == self.losses.load(Ordering::Acquire) {
+                    return Ok(session);
+                }
+                drop(pool);
+                match self.vendor.session_info(session) {
+                    Err(Error::Rv(code)) if is_lost(code) => {
+                        tracing::info!(slot = %self.name, vendor_rv = %rv_name(code), "replacing a lost vendor session");
+                        self.discard(session);
+                    }
+                    _ => return Ok(session),
+                }
+                pool = self.pool.lock();
+                continue;
             }
             // The pool may always have one session, however many are tied.
             if pool.pooled + pool.tied < self.max_sessions || pool.pooled == 0 {
@@ -215,7 +236,8 @@ impl Link {
     }
 
     fn give_back(&self, session: CK_SESSION_HANDLE) {
-        self.pool.lock().idle.push(session);
+        let checked = self.losses.load(Ordering::Acquire);
+        self.pool.lock().idle.push((session, checked));
         self.pool_changed.notify_one();
     }
 
@@ -225,8 +247,28 @@ impl Link {
         self.close_vendor_session(session);
     }
 
-    /// Closes the idle pooled sessions: after one was lost the others likely are too.
-    pub fn drain_idle(&self) {
+    /// The vendor lost a session: the others are checked before their next use (if it lost
+    /// one it may have lost all). Not closed: some vendors (SoftHSM2) forget every object
+    /// handle, and the login, when an application's last session closes.
+    pub fn note_loss(&self) {
+        self.losses.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Opens a pooled session if none is open, so that one always is (see `ensure_open`).
+    pub fn keep_one_open(&self) -> Result<()> {
+        let session = self.lease()?;
+        self.give_back(session);
+        Ok(())
+    }
+
+    /// The idle pooled sessions (for tests that pull them from under the slot).
+    #[cfg(test)]
+    pub fn idle_sessions(&self) -> Vec<CK_SESSION_HANDLE> {
+        self.pool.lock().idle.iter().map(|(s, _)| *s).collect()
+    }
+
+    /// Closes the idle pooled sessions.
+    fn drain_idle(&self) {
         let idle = {
             let mut pool = self.pool.lock();
             let idle = std::mem::take(&mut pool.idle);
@@ -234,7 +276,7 @@ impl Link {
             idle
         };
         self.pool_changed.notify_all();
-        for session in idle {
+        for (session, _) in idle {
             self.close_vendor_session(session);
         }
     }
@@ -257,7 +299,7 @@ impl Link {
                     self.log_failure(call, &e);
                     match lost_code(&e) {
                         Some(code) => {
-                            self.drain_idle();
+                            self.note_loss();
                             if idempotent && attempt < self.retry_attempts {
                                 attempt += 1;
                                 self.back_off(call, attempt, code);
@@ -301,7 +343,7 @@ impl Link {
         self.tied
             .lock()
             .entry(session)
-            .or_insert_with(|| Arc::new(Mutex::new(Tied { handle: None, generation: 0, lost: CKR_SESSION_CLOSED })))
+            .or_insert_with(|| Arc::new(Mutex::new(Tied { handle: None, generation: 0, lost: CKR_SESSION_CLOSED, checked: 0 })))
             .clone()
     }
 
@@ -313,8 +355,21 @@ impl Link {
     /// The vendor session of `tied`, opened now if it has none. Counts against
     /// `max_sessions`, taking the place of an idle pooled session when all are open.
     pub fn ensure_open(&self, tied: &mut Tied) -> Result<CK_SESSION_HANDLE> {
+        let losses = self.losses.load(Ordering::Acquire);
         if let Some(h) = tied.handle {
-            return Ok(h);
+            if tied.checked == losses {
+                return Ok(h);
+            }
+            match self.vendor.session_info(h) {
+                Err(Error::Rv(code)) if is_lost(code) => {
+                    tracing::info!(slot = %self.name, vendor_rv = %rv_name(code), "replacing a lost vendor session");
+                    self.close_tied(tied, code);
+                }
+                _ => {
+                    tied.checked = losses;
+                    return Ok(h);
+                }
+            }
         }
         let deadline = Instant::now() + POOL_WAIT;
         let tied_limit = self.max_sessions.saturating_sub(1).max(1);
@@ -329,10 +384,14 @@ impl Link {
                 if pool.pooled + pool.tied < self.max_sessions {
                     break;
                 }
-                if let Some(idle) = pool.idle.pop() {
-                    pool.pooled -= 1;
-                    evicted = Some(idle);
-                    break;
+                // The last pooled session stays: some vendors (SoftHSM2) forget every object
+                // handle, and the login, when an application's last session closes.
+                if pool.pooled > 1 {
+                    if let Some((idle, _)) = pool.idle.pop() {
+                        pool.pooled -= 1;
+                        evicted = Some(idle);
+                        break;
+                    }
                 }
                 if self.pool_changed.wait_until(&mut pool, deadline).timed_out() {
                     tracing::warn!(slot = %self.name, max_sessions = self.max_sessions, "every vendor session is busy");
@@ -350,6 +409,7 @@ impl Link {
             Ok(h) => {
                 tied.handle = Some(h);
                 tied.generation += 1;
+                tied.checked = losses;
                 Ok(h)
             }
             Err(e) => {
@@ -405,7 +465,7 @@ impl Link {
                     self.log_failure(call, &e);
                     let Some(code) = lost_code(&e) else { return Err(e) };
                     self.close_tied(guard, code);
-                    self.drain_idle();
+                    self.note_loss();
                     if idempotent && attempt < self.retry_attempts {
                         attempt += 1;
                         self.back_off(call, attempt, code);
@@ -421,6 +481,11 @@ impl Link {
     /// made in it, as PKCS#11 has it).
     pub fn session_closed(&self, session: CK_SESSION_HANDLE) {
         let Some(tied) = self.tied.lock().remove(&session) else { return };
+        // Not the application's last vendor session: that would cost the login and, on
+        // some vendors, every object handle.
+        if let Err(e) = self.keep_one_open() {
+            tracing::debug!(slot = %self.name, error = %e, "no pooled vendor session");
+        }
         let mut guard = tied.lock();
         self.close_tied(&mut guard, CKR_SESSION_CLOSED);
     }
