@@ -83,12 +83,17 @@ fn in_ptr(data: &[u8]) -> *mut u8 {
     }
 }
 
-/// The PKCS#11 output convention: `call(NULL, &len)` for the length, then `call(buf, &len)`.
-/// A vendor that under-reports the length and answers `CKR_BUFFER_TOO_SMALL` gets the
-/// length it then names, a few times.
-fn two_pass(mut call: impl FnMut(*mut u8, &mut CK_ULONG) -> CK_RV) -> Result<Zeroizing<Vec<u8>>> {
+/// Room beyond the input that a symmetric cipher's output may need (padding, tag).
+const SLACK: usize = 64;
+
+/// The PKCS#11 output convention: `call(NULL, &len)` for the length, then `call(buf, &len)`,
+/// with a buffer of at least `at_least` bytes: NSS softokn under-reports AES-GCM lengths,
+/// and ends the operation when the buffer then is too small. A vendor that answers
+/// `CKR_BUFFER_TOO_SMALL` anyway gets the length it then names, a few times.
+fn two_pass(at_least: usize, mut call: impl FnMut(*mut u8, &mut CK_ULONG) -> CK_RV) -> Result<Zeroizing<Vec<u8>>> {
     let mut len: CK_ULONG = 0;
     check(call(ptr::null_mut(), &mut len))?;
+    len = len.max(at_least as CK_ULONG);
     for _ in 0..3 {
         let mut out = Zeroizing::new(vec![0u8; len as usize]);
         // An empty buffer still needs a non-NULL pointer, or it would be a second query.
@@ -538,43 +543,43 @@ impl Vendor {
     pub fn encrypt(&self, s: CK_SESSION_HANDLE, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let f = func!(self, C_Encrypt);
         // SAFETY: input valid for its length; `two_pass` hands a valid output buffer and length.
-        two_pass(|out, len| unsafe { f(s, in_ptr(data), data.len() as CK_ULONG, out, len) })
+        two_pass(data.len() + SLACK, |out, len| unsafe { f(s, in_ptr(data), data.len() as CK_ULONG, out, len) })
     }
 
     pub fn decrypt(&self, s: CK_SESSION_HANDLE, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let f = func!(self, C_Decrypt);
         // SAFETY: as for `encrypt`.
-        two_pass(|out, len| unsafe { f(s, in_ptr(data), data.len() as CK_ULONG, out, len) })
+        two_pass(data.len() + SLACK, |out, len| unsafe { f(s, in_ptr(data), data.len() as CK_ULONG, out, len) })
     }
 
     pub fn encrypt_update(&self, s: CK_SESSION_HANDLE, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let f = func!(self, C_EncryptUpdate);
         // SAFETY: as for `encrypt`.
-        two_pass(|out, len| unsafe { f(s, in_ptr(data), data.len() as CK_ULONG, out, len) })
+        two_pass(data.len() + SLACK, |out, len| unsafe { f(s, in_ptr(data), data.len() as CK_ULONG, out, len) })
     }
 
     pub fn decrypt_update(&self, s: CK_SESSION_HANDLE, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let f = func!(self, C_DecryptUpdate);
         // SAFETY: as for `encrypt`.
-        two_pass(|out, len| unsafe { f(s, in_ptr(data), data.len() as CK_ULONG, out, len) })
+        two_pass(data.len() + SLACK, |out, len| unsafe { f(s, in_ptr(data), data.len() as CK_ULONG, out, len) })
     }
 
     pub fn encrypt_final(&self, s: CK_SESSION_HANDLE) -> Result<Zeroizing<Vec<u8>>> {
         let f = func!(self, C_EncryptFinal);
         // SAFETY: `two_pass` hands a valid output buffer and length.
-        two_pass(|out, len| unsafe { f(s, out, len) })
+        two_pass(SLACK, |out, len| unsafe { f(s, out, len) })
     }
 
     pub fn decrypt_final(&self, s: CK_SESSION_HANDLE) -> Result<Zeroizing<Vec<u8>>> {
         let f = func!(self, C_DecryptFinal);
         // SAFETY: `two_pass` hands a valid output buffer and length.
-        two_pass(|out, len| unsafe { f(s, out, len) })
+        two_pass(SLACK, |out, len| unsafe { f(s, out, len) })
     }
 
     pub fn sign(&self, s: CK_SESSION_HANDLE, data: &[u8]) -> Result<Vec<u8>> {
         let f = func!(self, C_Sign);
         // SAFETY: as for `encrypt`.
-        two_pass(|out, len| unsafe { f(s, in_ptr(data), data.len() as CK_ULONG, out, len) }).map(|v| v.to_vec())
+        two_pass(SLACK, |out, len| unsafe { f(s, in_ptr(data), data.len() as CK_ULONG, out, len) }).map(|v| v.to_vec())
     }
 
     pub fn sign_update(&self, s: CK_SESSION_HANDLE, data: &[u8]) -> Result<()> {
@@ -586,7 +591,7 @@ impl Vendor {
     pub fn sign_final(&self, s: CK_SESSION_HANDLE) -> Result<Vec<u8>> {
         let f = func!(self, C_SignFinal);
         // SAFETY: `two_pass` hands a valid output buffer and length.
-        two_pass(|out, len| unsafe { f(s, out, len) }).map(|v| v.to_vec())
+        two_pass(SLACK, |out, len| unsafe { f(s, out, len) }).map(|v| v.to_vec())
     }
 
     pub fn verify(&self, s: CK_SESSION_HANDLE, data: &[u8], signature: &[u8]) -> Result<()> {
@@ -668,7 +673,7 @@ impl Vendor {
         let f = func!(self, C_WrapKey);
         let mech = m.as_ptr();
         // SAFETY: the mechanism lives in `m` for both calls; `two_pass` hands a valid buffer.
-        two_pass(|out, len| unsafe { f(s, mech, wrapping, key, out, len) }).map(|v| v.to_vec())
+        two_pass(SLACK, |out, len| unsafe { f(s, mech, wrapping, key, out, len) }).map(|v| v.to_vec())
     }
 
     pub fn unwrap_key(
