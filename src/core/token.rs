@@ -136,6 +136,10 @@ impl Module {
                 if !slot.user_logged_in() {
                     return Err(rv(CKR_USER_NOT_LOGGED_IN));
                 }
+                if slot.backend.is_remote() {
+                    // The token keeps the operation, and knows whether it waits for this.
+                    return slot.backend.remote_context_login(handle, pin);
+                }
                 let session = self.sessions.get(handle)?;
                 let mut session = session.lock();
                 let Some(needed) = session.awaiting_context_login() else {
