@@ -421,8 +421,20 @@ impl Backend for Pkcs11Token {
 
     fn remote_copy(&self, session: CK_SESSION_HANDLE, id: ObjectId, template: &AttributeTemplate) -> Result<ObjectId> {
         let object = handle(id)?;
-        let class = if self.deny_extractable { self.object_class(session, id)? } else { None };
-        let template = self.key_policy(template, class, true)?;
+        // A copy keeps the original's CKA_EXTRACTABLE unless the template says otherwise:
+        // only an extractable original needs `false` added (vendors refuse changing it to
+        // the value it has, SoftHSM2 with CKR_ATTRIBUTE_READ_ONLY).
+        let (class, extractable) = if self.deny_extractable {
+            let read = self.remote_get_attributes(session, id, &[CKA_CLASS, CKA_EXTRACTABLE])?;
+            let class = match &read[0] {
+                AttrRead::Value(v) => crate::object::decode_ulong(v).ok(),
+                _ => None,
+            };
+            (class, matches!(&read[1], AttrRead::Value(v) if v.first() == Some(&CK_TRUE)))
+        } else {
+            (None, false)
+        };
+        let template = self.key_policy(template, class, extractable)?;
         let link = &self.link;
         let result = link.on_tied(session, "C_CopyObject", false, |s| link.vendor.copy_object(s, object, &template));
         self.wrote();

@@ -61,23 +61,23 @@ macro_rules! func {
     };
 }
 
+/// What an empty input points to: some vendors (SoftHSM2) refuse a NULL pointer even with
+/// length 0.
+static EMPTY: [u8; 1] = [0];
+
 /// A template as `CK_ATTRIBUTE`s pointing into `template` (which the caller keeps alive and
 /// unchanged for the call; vendors only read input templates).
 fn raw_template(template: &AttributeTemplate) -> Vec<CK_ATTRIBUTE> {
     template
         .iter()
-        .map(|(ty, value)| CK_ATTRIBUTE {
-            type_: ty,
-            pValue: if value.is_empty() { ptr::null_mut() } else { value.as_ptr() as *mut c_void },
-            ulValueLen: value.len() as CK_ULONG,
-        })
+        .map(|(ty, value)| CK_ATTRIBUTE { type_: ty, pValue: in_ptr(value) as *mut c_void, ulValueLen: value.len() as CK_ULONG })
         .collect()
 }
 
-/// A pointer for an input byte string: NULL when empty.
+/// A pointer for an input byte string (never written by the vendor).
 fn in_ptr(data: &[u8]) -> *mut u8 {
     if data.is_empty() {
-        ptr::null_mut()
+        EMPTY.as_ptr() as *mut u8
     } else {
         data.as_ptr() as *mut u8
     }
@@ -387,7 +387,7 @@ impl Vendor {
 
     pub fn login(&self, session: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()> {
         let f = func!(self, C_Login);
-        // SAFETY: the PIN is valid for its length (NULL when empty).
+        // SAFETY: the PIN is valid for its length.
         check(unsafe { f(session, user, in_ptr(pin), pin.len() as CK_ULONG) })
     }
 
