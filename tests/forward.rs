@@ -37,6 +37,9 @@ const KILL: CK_SLOT_ID = 4;
 const MISSING: CK_SLOT_ID = 5;
 /// SoftHSM2 token "fwd-cross": handles used in the wrong slot.
 const CROSS: CK_SLOT_ID = 6;
+/// SoftHSM2 token "fwd-pool": many threads, few vendor sessions.
+const POOL: CK_SLOT_ID = 8;
+const POOL_MAX_SESSIONS: usize = 3;
 
 const STRICT_ALLOW: &[CK_MECHANISM_TYPE] = &[CKM_AES_KEY_GEN, CKM_AES_GCM, CKM_EC_KEY_PAIR_GEN, CKM_ECDSA];
 
@@ -128,7 +131,7 @@ fn fwd() -> Option<&'static Fwd> {
             )
             .unwrap();
             std::env::set_var("SOFTHSM2_CONF", &softhsm_conf);
-            for label in ["fwd", "fwd-strict", "fwd-kill", "fwd-cross"] {
+            for label in ["fwd", "fwd-strict", "fwd-kill", "fwd-cross", "fwd-pool"] {
                 new_token(&softhsm_conf, label);
             }
             let mut config = slot_toml(&dir.join("soft.db"), "soft", Some(SOFT));
@@ -143,6 +146,7 @@ fn fwd() -> Option<&'static Fwd> {
             config += &pkcs11_slot(KILL, SOFTHSM, "fwd-kill", "max_sessions = 3\n");
             config += &pkcs11_slot(MISSING, SOFTHSM, "no-such-token", "");
             config += &pkcs11_slot(CROSS, SOFTHSM, "fwd-cross", "");
+            config += &pkcs11_slot(POOL, SOFTHSM, "fwd-pool", &format!("max_sessions = {POOL_MAX_SESSIONS}\n"));
             let nss_missing = match nss_db(&dir) {
                 Ok(init) => {
                     config += &pkcs11_slot(NSS_SLOT, NSS, "NSS Certificate DB", &format!("init_args = {init:?}\n"));
@@ -535,6 +539,57 @@ fn nss_softokn_basics() {
     let ct = encrypt(s, &oaep, rpub, b"oaep").unwrap();
     assert_eq!(decrypt(s, &oaep, rpriv, &ct).unwrap(), b"oaep");
     logout(s).unwrap();
+    close(s).unwrap();
+}
+
+#[test]
+fn many_threads_share_few_vendor_sessions() {
+    fixture!();
+    let s = vendor_login(POOL);
+    let token = [ab(CKA_TOKEN, true), ab(CKA_PRIVATE, true)];
+    let aes = gen_aes(s, 32, &merge(vec![ab(CKA_ENCRYPT, true), ab(CKA_DECRYPT, true), av(CKA_LABEL, "pool-aes")], &token)).unwrap();
+    let (epub, epriv) = gen_key_pair(
+        s,
+        &Mech::new(CKM_EC_KEY_PAIR_GEN),
+        &[ab(CKA_TOKEN, true), av(CKA_EC_PARAMS, hex(P256)), ab(CKA_VERIFY, true), av(CKA_LABEL, "pool-ec")],
+        &[ab(CKA_TOKEN, true), ab(CKA_PRIVATE, true), ab(CKA_SIGN, true), av(CKA_LABEL, "pool-ec")],
+    )
+    .unwrap();
+    // Six application sessions on six threads, more than the slot's vendor sessions: each
+    // operation holds a vendor session only while it runs.
+    let threads: Vec<_> = (0..6u8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let s = open(POOL, false).unwrap();
+                for i in 0..15u8 {
+                    let gcm = Mech::gcm(&[t, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], &[t], 128);
+                    let msg = [t, i, 42];
+                    let ct = encrypt(s, &gcm, aes, &msg).unwrap();
+                    assert_eq!(decrypt(s, &gcm, aes, &ct).unwrap(), msg);
+                    let digest = [t ^ i; 32];
+                    let sig = sign(s, &Mech::new(CKM_ECDSA), epriv, &digest).unwrap();
+                    verify(s, &Mech::new(CKM_ECDSA), epub, &digest, &sig).unwrap();
+                    assert_eq!(find(s, &[av(CKA_LABEL, "pool-aes")]).unwrap(), vec![aes]);
+                }
+                close(s).unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("worker thread");
+    }
+    // What the vendor has open for the token: at most max_sessions (the pool may go one over
+    // to never be without a session). SoftHSM2 does not count sessions in its token info,
+    // but its session handles are small numbers shared with object handles: probe them.
+    let vendor_slot = softhsm_slot_of("fwd-pool");
+    let open_sessions = (1..20_000)
+        .filter(|&h| {
+            let mut info = CK_SESSION_INFO::default();
+            let code = unsafe { softhsm_direct().C_GetSessionInfo.unwrap()(h, &mut info) };
+            code == CKR_OK && info.slotID == vendor_slot
+        })
+        .count();
+    assert!((1..=POOL_MAX_SESSIONS + 1).contains(&open_sessions), "{open_sessions} vendor sessions open");
     close(s).unwrap();
 }
 

@@ -61,6 +61,11 @@ fn object_id(h: CK_OBJECT_HANDLE) -> ObjectId {
     h as ObjectId
 }
 
+/// The template makes a token object (`CKA_TOKEN` defaults to false).
+fn is_token(template: &AttributeTemplate) -> Result<bool> {
+    Ok(template.get_bool(CKA_TOKEN)?.unwrap_or(false))
+}
+
 fn check_template(template: &AttributeTemplate) -> Result<()> {
     if let Some((ty, _)) = template.iter().find(|(ty, _)| NESTED_TEMPLATES.contains(ty)) {
         tracing::debug!(attribute = ty, "nested attribute templates are not forwarded");
@@ -231,8 +236,12 @@ impl Pkcs11Token {
             OpKind::Sign => "C_SignInit",
             OpKind::Verify => "C_VerifyInit",
         };
-        let ((), tied, generation) =
-            link.on_tied(session, call, true, |s| ops::start(link, s, kind, mechanism, key))?;
+        let tied = link.tied(session);
+        let mut guard = tied.lock();
+        let ((), generation) = link.on_tied_locked(&mut guard, call, true, |s| ops::start(link, s, kind, mechanism, key))?;
+        // Held by the operation until it ends.
+        guard.pins += 1;
+        drop(guard);
         Ok(RemoteOp::new(self.link.clone(), tied, generation, kind, mechanism.clone(), key))
     }
 }
@@ -413,32 +422,30 @@ impl Backend for Pkcs11Token {
     fn remote_create(&self, session: CK_SESSION_HANDLE, template: &AttributeTemplate) -> Result<ObjectId> {
         let template = self.key_policy(template, Self::template_class(template)?, true)?;
         let link = &self.link;
-        // On the tied session: a session object lives as long as the keyfront session.
-        let result = link.on_tied(session, "C_CreateObject", false, |s| link.vendor.create_object(s, &template));
+        let token = is_token(&template)?;
+        let result = link.make_object(session, "C_CreateObject", token, |s| Ok((link.vendor.create_object(s, &template)?, None)));
         self.wrote();
-        result.map(|(h, _, _)| object_id(h))
+        result.map(|(h, _)| object_id(h))
     }
 
     fn remote_copy(&self, session: CK_SESSION_HANDLE, id: ObjectId, template: &AttributeTemplate) -> Result<ObjectId> {
         let object = handle(id)?;
-        // A copy keeps the original's CKA_EXTRACTABLE unless the template says otherwise:
-        // only an extractable original needs `false` added (vendors refuse changing it to
-        // the value it has, SoftHSM2 with CKR_ATTRIBUTE_READ_ONLY).
-        let (class, extractable) = if self.deny_extractable {
-            let read = self.remote_get_attributes(session, id, &[CKA_CLASS, CKA_EXTRACTABLE])?;
-            let class = match &read[0] {
-                AttrRead::Value(v) => crate::object::decode_ulong(v).ok(),
-                _ => None,
-            };
-            (class, matches!(&read[1], AttrRead::Value(v) if v.first() == Some(&CK_TRUE)))
-        } else {
-            (None, false)
+        // A copy keeps the original's attributes unless the template says otherwise: only an
+        // extractable original needs CKA_EXTRACTABLE = false added (vendors refuse "changing"
+        // it to the value it has, SoftHSM2 with CKR_ATTRIBUTE_READ_ONLY); a copy of a token
+        // object is one.
+        let read = self.remote_get_attributes(session, id, &[CKA_CLASS, CKA_EXTRACTABLE, CKA_TOKEN])?;
+        let flag = |r: &AttrRead| matches!(r, AttrRead::Value(v) if v.first() == Some(&CK_TRUE));
+        let class = match &read[0] {
+            AttrRead::Value(v) => crate::object::decode_ulong(v).ok(),
+            _ => None,
         };
-        let template = self.key_policy(template, class, extractable)?;
+        let template = self.key_policy(template, class, flag(&read[1]))?;
+        let token = template.get_bool(CKA_TOKEN)?.unwrap_or(flag(&read[2]));
         let link = &self.link;
-        let result = link.on_tied(session, "C_CopyObject", false, |s| link.vendor.copy_object(s, object, &template));
+        let result = link.make_object(session, "C_CopyObject", token, |s| Ok((link.vendor.copy_object(s, object, &template)?, None)));
         self.wrote();
-        result.map(|(h, _, _)| object_id(h))
+        result.map(|(h, _)| object_id(h))
     }
 
     fn remote_get_attributes(&self, _session: CK_SESSION_HANDLE, id: ObjectId, types: &[CK_ATTRIBUTE_TYPE]) -> Result<Vec<AttrRead>> {
@@ -502,9 +509,10 @@ impl Backend for Pkcs11Token {
         let template = self.key_policy(template, Some(CKO_SECRET_KEY), true)?;
         let mut raw = RawMechanism::new(mechanism)?;
         let link = &self.link;
-        let result = link.on_tied(session, "C_GenerateKey", false, |s| link.vendor.generate_key(s, &mut raw, &template));
+        let token = is_token(&template)?;
+        let result = link.make_object(session, "C_GenerateKey", token, |s| Ok((link.vendor.generate_key(s, &mut raw, &template)?, None)));
         self.wrote();
-        result.map(|(h, _, _)| object_id(h))
+        result.map(|(h, _)| object_id(h))
     }
 
     fn remote_generate_key_pair(
@@ -519,11 +527,14 @@ impl Backend for Pkcs11Token {
         let private = self.key_policy(private, Some(CKO_PRIVATE_KEY), true)?;
         let mut raw = RawMechanism::new(mechanism)?;
         let link = &self.link;
-        let result = link.on_tied(session, "C_GenerateKeyPair", false, |s| {
-            link.vendor.generate_key_pair(s, &mut raw, public, &private)
+        let token = is_token(public)? && is_token(&private)?;
+        let result = link.make_object(session, "C_GenerateKeyPair", token, |s| {
+            let (public, private) = link.vendor.generate_key_pair(s, &mut raw, public, &private)?;
+            Ok((public, Some(private)))
         });
         self.wrote();
-        result.map(|((public, private), _, _)| (object_id(public), object_id(private)))
+        let (public, private) = result?;
+        Ok((object_id(public), object_id(private.unwrap_or(CK_INVALID_HANDLE))))
     }
 
     fn remote_wrap(&self, _session: CK_SESSION_HANDLE, mechanism: &Mechanism, wrapping: ObjectId, key: ObjectId) -> Result<Vec<u8>> {
@@ -548,11 +559,12 @@ impl Backend for Pkcs11Token {
         let template = self.key_policy(template, Some(class), true)?;
         let mut raw = RawMechanism::new(mechanism)?;
         let link = &self.link;
-        let result = link.on_tied(session, "C_UnwrapKey", false, |s| {
-            link.vendor.unwrap_key(s, &mut raw, unwrapping, wrapped, &template)
+        let token = is_token(&template)?;
+        let result = link.make_object(session, "C_UnwrapKey", token, |s| {
+            Ok((link.vendor.unwrap_key(s, &mut raw, unwrapping, wrapped, &template)?, None))
         });
         self.wrote();
-        result.map(|(h, _, _)| object_id(h))
+        result.map(|(h, _)| object_id(h))
     }
 
     fn remote_derive(&self, session: CK_SESSION_HANDLE, mechanism: &Mechanism, base: ObjectId, template: &AttributeTemplate) -> Result<ObjectId> {
@@ -562,8 +574,9 @@ impl Backend for Pkcs11Token {
         let template = self.key_policy(template, Some(class), true)?;
         let mut raw = RawMechanism::new(mechanism)?;
         let link = &self.link;
-        let result = link.on_tied(session, "C_DeriveKey", false, |s| link.vendor.derive_key(s, &mut raw, base, &template));
+        let token = is_token(&template)?;
+        let result = link.make_object(session, "C_DeriveKey", token, |s| Ok((link.vendor.derive_key(s, &mut raw, base, &template)?, None)));
         self.wrote();
-        result.map(|(h, _, _)| object_id(h))
+        result.map(|(h, _)| object_id(h))
     }
 }

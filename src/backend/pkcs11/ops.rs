@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cryptoki_sys::*;
 
 use super::mechanism::RawMechanism;
-use super::session::{is_lost, Link, TiedRef};
+use super::session::{is_lost, Link, Tied, TiedRef};
 use crate::error::{rv, Error, Result};
 use crate::mechanism::{Cipher, Mechanism, Secret, Signer};
 
@@ -94,11 +94,22 @@ pub struct RemoteOp {
     started: bool,
     /// The vendor still has the operation.
     active: bool,
+    /// The operation counts in `Tied::pins` of its generation.
+    pinned: bool,
+}
+
+/// Ends an operation's hold on its vendor session, which goes back to the pool if nothing
+/// else holds it. A pin of an earlier generation went with that session.
+fn unpin(link: &Link, pinned: &mut bool, generation: u64, tied: &mut Tied) {
+    if std::mem::take(pinned) && tied.generation == generation && tied.pins > 0 {
+        tied.pins -= 1;
+        link.release_if_idle(tied);
+    }
 }
 
 impl RemoteOp {
     pub fn new(link: Arc<Link>, tied: TiedRef, generation: u64, kind: OpKind, mechanism: Mechanism, key: CK_OBJECT_HANDLE) -> Self {
-        Self { link, tied, generation, kind, mechanism, key, started: false, active: true }
+        Self { link, tied, generation, kind, mechanism, key, started: false, active: true, pinned: true }
     }
 
     /// A step of a multi-part operation, on the session it was started on; an error ends it
@@ -112,6 +123,7 @@ impl RemoteOp {
             Some(h) if tied.generation == self.generation => h,
             _ => {
                 self.active = false;
+                self.pinned = false;
                 return Err(rv(tied.lost));
             }
         };
@@ -127,6 +139,9 @@ impl RemoteOp {
             }
         } else if ends {
             self.active = false;
+        }
+        if !self.active {
+            unpin(&self.link, &mut self.pinned, self.generation, &mut tied);
         }
         result
     }
@@ -145,10 +160,14 @@ impl RemoteOp {
         let link = self.link.clone();
         let mut tied = self.tied.lock();
         let mut attempt = 0;
-        loop {
+        let result = loop {
             let result: Result<T> = 'attempt: {
-                // On a vendor session other than the one the operation began on, begin it again.
+                // On a vendor session other than the one the operation began on (that one was
+                // lost), begin it again.
                 let fresh = tied.handle.is_none() || tied.generation != self.generation;
+                if fresh {
+                    self.pinned = false;
+                }
                 let session = match link.ensure_open(&mut tied) {
                     Ok(s) => s,
                     Err(e) => break 'attempt Err(e),
@@ -157,24 +176,32 @@ impl RemoteOp {
                     if let Err(e) = start(&link, session, self.kind, &self.mechanism, self.key) {
                         break 'attempt Err(e);
                     }
+                    tied.pins += 1;
+                    self.pinned = true;
                     self.generation = tied.generation;
                 }
                 f(&link, session)
             };
-            let Err(e) = result else { return result };
+            let Err(e) = result else { break result };
             link.log_failure(call, &e);
-            let Error::Rv(code) = e else { return Err(e) };
+            let Error::Rv(code) = e else { break Err(e) };
             if !is_lost(code) {
-                return Err(e);
+                break Err(e);
             }
             link.close_tied(&mut tied, code);
             link.note_loss();
             if attempt >= link.retry_attempts() {
-                return Err(e);
+                break Err(e);
             }
             attempt += 1;
             link.back_off(call, attempt, code);
+        };
+        unpin(&link, &mut self.pinned, self.generation, &mut tied);
+        if !self.pinned {
+            // A session taken for a new start that failed holds nothing.
+            link.release_if_idle(&mut tied);
         }
+        result
     }
 }
 
@@ -182,13 +209,13 @@ impl Drop for RemoteOp {
     /// An operation dropped before it ended (cancelled, or its session closed) is ended at
     /// the vendor too, or the next one on that session would find it still active.
     fn drop(&mut self) {
-        if !self.active {
-            return;
+        let mut tied = self.tied.lock();
+        if self.active {
+            if let Some(session) = tied.handle.filter(|_| tied.generation == self.generation) {
+                terminate(&self.link, session, self.kind, self.started);
+            }
         }
-        let tied = self.tied.lock();
-        if let Some(session) = tied.handle.filter(|_| tied.generation == self.generation) {
-            terminate(&self.link, session, self.kind, self.started);
-        }
+        unpin(&self.link, &mut self.pinned, self.generation, &mut tied);
     }
 }
 

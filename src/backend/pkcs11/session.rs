@@ -41,7 +41,8 @@ fn lost_code(e: &Error) -> Option<CK_RV> {
     }
 }
 
-/// The vendor session tied to one keyfront session.
+/// The vendor session tied to one keyfront session while an operation runs on it or it holds
+/// session objects; otherwise it goes back to the pool.
 pub struct Tied {
     pub handle: Option<CK_SESSION_HANDLE>,
     /// Changes whenever `handle` is replaced: an operation begun under another generation is
@@ -51,6 +52,10 @@ pub struct Tied {
     pub lost: CK_RV,
     /// `Link::losses` when the session was last known to be alive.
     checked: u64,
+    /// Operations running on the session.
+    pub pins: usize,
+    /// Session objects were made in it: it stays until keyfront's session closes.
+    pub owns_objects: bool,
 }
 
 pub type TiedRef = Arc<Mutex<Tied>>;
@@ -338,12 +343,21 @@ impl Link {
 
     // ---- tied sessions -------------------------------------------------------------------
 
-    /// The tied entry of keyfront session `session` (not yet opened at the vendor).
+    /// The tied entry of keyfront session `session` (with no vendor session yet).
     pub fn tied(&self, session: CK_SESSION_HANDLE) -> TiedRef {
         self.tied
             .lock()
             .entry(session)
-            .or_insert_with(|| Arc::new(Mutex::new(Tied { handle: None, generation: 0, lost: CKR_SESSION_CLOSED, checked: 0 })))
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(Tied {
+                    handle: None,
+                    generation: 0,
+                    lost: CKR_OPERATION_NOT_INITIALIZED,
+                    checked: 0,
+                    pins: 0,
+                    owns_objects: false,
+                }))
+            })
             .clone()
     }
 
@@ -352,8 +366,10 @@ impl Link {
         self.tied.lock().get(&session).cloned()
     }
 
-    /// The vendor session of `tied`, opened now if it has none. Counts against
-    /// `max_sessions`, taking the place of an idle pooled session when all are open.
+    /// The vendor session of `tied`, taken now if it has none: an idle pooled session, or a
+    /// new one while fewer than `max_sessions` are open, or else the first to come back
+    /// (`CKR_SESSION_COUNT` after a wait, when every vendor session is held by operations
+    /// or session objects).
     pub fn ensure_open(&self, tied: &mut Tied) -> Result<CK_SESSION_HANDLE> {
         let losses = self.losses.load(Ordering::Acquire);
         if let Some(h) = tied.handle {
@@ -372,44 +388,49 @@ impl Link {
             }
         }
         let deadline = Instant::now() + POOL_WAIT;
-        let tied_limit = self.max_sessions.saturating_sub(1).max(1);
-        let mut evicted = None;
-        {
-            let mut pool = self.pool.lock();
-            loop {
-                if pool.tied >= tied_limit {
-                    tracing::warn!(slot = %self.name, max_sessions = self.max_sessions, "no vendor session left for another keyfront session");
-                    return Err(rv(CKR_SESSION_COUNT));
+        let mut pool = self.pool.lock();
+        let taken = loop {
+            if let Some((idle, checked)) = pool.idle.pop() {
+                pool.pooled -= 1;
+                pool.tied += 1;
+                if checked == losses {
+                    break Some(idle);
                 }
-                if pool.pooled + pool.tied < self.max_sessions {
-                    break;
-                }
-                // The last pooled session stays: some vendors (SoftHSM2) forget every object
-                // handle, and the login, when an application's last session closes.
-                if pool.pooled > 1 {
-                    if let Some((idle, _)) = pool.idle.pop() {
-                        pool.pooled -= 1;
-                        evicted = Some(idle);
-                        break;
+                drop(pool);
+                match self.vendor.session_info(idle) {
+                    Err(Error::Rv(code)) if is_lost(code) => {
+                        tracing::info!(slot = %self.name, vendor_rv = %rv_name(code), "replacing a lost vendor session");
+                        self.close_vendor_session(idle);
+                        pool = self.pool.lock();
+                        pool.tied -= 1;
+                        continue;
+                    }
+                    _ => {
+                        pool = self.pool.lock();
+                        break Some(idle);
                     }
                 }
-                if self.pool_changed.wait_until(&mut pool, deadline).timed_out() {
-                    tracing::warn!(slot = %self.name, max_sessions = self.max_sessions, "every vendor session is busy");
-                    return Err(rv(CKR_DEVICE_MEMORY));
-                }
             }
-            pool.tied += 1;
-        }
-        let opened = self.open_vendor_session();
-        // Closed only now, so that some session stays open (and the login with it).
-        if let Some(idle) = evicted {
-            self.close_vendor_session(idle);
-        }
+            if pool.pooled + pool.tied < self.max_sessions {
+                pool.tied += 1;
+                break None;
+            }
+            if self.pool_changed.wait_until(&mut pool, deadline).timed_out() {
+                tracing::warn!(slot = %self.name, max_sessions = self.max_sessions, "every vendor session is held by an operation or session objects");
+                return Err(rv(CKR_SESSION_COUNT));
+            }
+        };
+        drop(pool);
+        let opened = match taken {
+            Some(h) => Ok(h),
+            None => self.open_vendor_session(),
+        };
         match opened {
             Ok(h) => {
                 tied.handle = Some(h);
                 tied.generation += 1;
                 tied.checked = losses;
+                tied.pins = 0;
                 Ok(h)
             }
             Err(e) => {
@@ -420,35 +441,43 @@ impl Link {
         }
     }
 
-    /// Drops the vendor session of `tied`, lost or no longer wanted.
+    /// Drops the vendor session of `tied`, lost or no longer wanted; its operations and
+    /// session objects go with it.
     pub fn close_tied(&self, tied: &mut Tied, why: CK_RV) {
         if let Some(h) = tied.handle.take() {
             tied.lost = why;
             tied.generation += 1;
+            tied.pins = 0;
+            tied.owns_objects = false;
             self.pool.lock().tied -= 1;
             self.pool_changed.notify_all();
             self.close_vendor_session(h);
         }
     }
 
-    /// Runs `f` on the vendor session tied to keyfront session `session` (opening it if
-    /// needed), with the same reconnect and retry rules as `pooled`. Returns the
-    /// generation of the vendor session it ran on.
-    pub fn on_tied<T>(
-        &self,
-        session: CK_SESSION_HANDLE,
-        call: &str,
-        idempotent: bool,
-        f: impl FnMut(CK_SESSION_HANDLE) -> Result<T>,
-    ) -> Result<(T, TiedRef, u64)> {
-        let tied = self.tied(session);
-        let (value, generation) = {
-            let mut guard = tied.lock();
-            self.on_tied_locked(&mut guard, call, idempotent, f)?
-        };
-        Ok((value, tied, generation))
+    /// Gives the vendor session of `tied` back to the pool when nothing keeps it: no
+    /// operation runs on it and no session object was made in it.
+    pub fn release_if_idle(&self, tied: &mut Tied) {
+        if tied.pins > 0 || tied.owns_objects {
+            return;
+        }
+        if let Some(h) = tied.handle.take() {
+            tied.lost = CKR_OPERATION_NOT_INITIALIZED;
+            tied.generation += 1;
+            {
+                let mut pool = self.pool.lock();
+                pool.tied -= 1;
+                pool.pooled += 1;
+                pool.idle.push((h, tied.checked));
+            }
+            self.pool_changed.notify_one();
+        }
     }
 
+    /// Runs `f` on the vendor session of `guard` (taken if needed), with the same reconnect
+    /// and retry rules as `pooled`, and returns the generation of the session it ran on.
+    /// After a failure the session goes back to the pool unless something holds it; after
+    /// success the caller pins it or lets it go (`release_if_idle`).
     pub fn on_tied_locked<T>(
         &self,
         guard: &mut MutexGuard<'_, Tied>,
@@ -463,7 +492,10 @@ impl Link {
                 Ok(v) => return Ok((v, guard.generation)),
                 Err(e) => {
                     self.log_failure(call, &e);
-                    let Some(code) = lost_code(&e) else { return Err(e) };
+                    let Some(code) = lost_code(&e) else {
+                        self.release_if_idle(guard);
+                        return Err(e);
+                    };
                     self.close_tied(guard, code);
                     self.note_loss();
                     if idempotent && attempt < self.retry_attempts {
@@ -477,16 +509,44 @@ impl Link {
         }
     }
 
+    /// Makes an object with `f`: a session object in the vendor session tied to keyfront
+    /// session `session` (it must live as long as that session, and the vendor destroys it
+    /// with its session), a token object (`token`) in a pooled one. Not retried.
+    pub fn make_object(
+        &self,
+        session: CK_SESSION_HANDLE,
+        call: &str,
+        token: bool,
+        mut f: impl FnMut(CK_SESSION_HANDLE) -> Result<(CK_OBJECT_HANDLE, Option<CK_OBJECT_HANDLE>)>,
+    ) -> Result<(CK_OBJECT_HANDLE, Option<CK_OBJECT_HANDLE>)> {
+        if token {
+            return self.pooled(call, false, f);
+        }
+        let tied = self.tied(session);
+        let mut guard = tied.lock();
+        let (made, _) = self.on_tied_locked(&mut guard, call, false, &mut f)?;
+        guard.owns_objects = true;
+        Ok(made)
+    }
+
     /// Keyfront closed `session`: close its vendor session (destroying the session objects
     /// made in it, as PKCS#11 has it).
     pub fn session_closed(&self, session: CK_SESSION_HANDLE) {
         let Some(tied) = self.tied.lock().remove(&session) else { return };
+        let mut guard = tied.lock();
+        if guard.handle.is_none() {
+            return;
+        }
+        guard.pins = 0;
+        if !guard.owns_objects {
+            self.release_if_idle(&mut guard);
+            return;
+        }
         // Not the application's last vendor session: that would cost the login and, on
         // some vendors, every object handle.
         if let Err(e) = self.keep_one_open() {
             tracing::debug!(slot = %self.name, error = %e, "no pooled vendor session");
         }
-        let mut guard = tied.lock();
         self.close_tied(&mut guard, CKR_SESSION_CLOSED);
     }
 

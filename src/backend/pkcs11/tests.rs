@@ -168,8 +168,12 @@ fn softhsm_forwarding() {
     token.link.vendor.close_session(tied).unwrap();
     let ct = enc.once(b"after the loss").unwrap();
     drop(enc);
-    assert_ne!(token.link.tied(s1).lock().handle.unwrap(), tied);
-    // (b) The pooled ones: a find reconnects.
+    assert_ne!(token.link.tied(s1).lock().handle, Some(tied));
+    // (b) The pooled ones: a find reconnects. (A session object holds session 2's vendor
+    // session, so the vendor still has one session and keeps its handles and login.)
+    let data = AttributeTemplate::new().with(CKA_CLASS, encode_ulong(CKO_DATA)).with(CKA_LABEL, b"d".to_vec());
+    token.remote_create(2, &data).unwrap();
+    assert!(token.link.tied(2).lock().handle.is_some());
     for idle in token.link.idle_sessions() {
         token.link.vendor.close_session(idle).unwrap();
     }
@@ -182,7 +186,6 @@ fn softhsm_forwarding() {
     for idle in token.link.idle_sessions() {
         token.link.vendor.close_session(idle).unwrap();
     }
-    let data = AttributeTemplate::new().with(CKA_CLASS, encode_ulong(CKO_DATA)).with(CKA_LABEL, b"d".to_vec());
     assert_eq!(rv_of(token.destroy_object(private)), CKR_SESSION_HANDLE_INVALID);
     token.destroy_object(private).unwrap();
     // (c) All of them: the vendor logs out and (SoftHSM2) forgets every handle. keyfront logs
@@ -196,6 +199,7 @@ fn softhsm_forwarding() {
     token.remote_cipher(s1, &gcm, private, true).unwrap().once(b"x").unwrap();
     token.remote_create(s1, &data).unwrap();
     token.destroy_object(private).unwrap();
+    token.remote_session_closed(2);
 
     // A second slot on the same module shares its initialisation; policy of its own.
     let strict = Pkcs11Token::open(&config(true, vec![CKM_AES_KEY_GEN, CKM_AES_GCM]), "strict").expect("second open");
