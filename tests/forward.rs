@@ -40,6 +40,8 @@ const CROSS: CK_SLOT_ID = 6;
 /// SoftHSM2 token "fwd-pool": many threads, few vendor sessions.
 const POOL: CK_SLOT_ID = 8;
 const POOL_MAX_SESSIONS: usize = 3;
+/// SoftHSM2 token "fwd-init": initialised again through keyfront.
+const INIT: CK_SLOT_ID = 9;
 
 const STRICT_ALLOW: &[CK_MECHANISM_TYPE] = &[CKM_AES_KEY_GEN, CKM_AES_GCM, CKM_EC_KEY_PAIR_GEN, CKM_ECDSA];
 
@@ -106,8 +108,14 @@ fn pkcs11_slot(id: CK_SLOT_ID, module: &str, token: &str, extra: &str) -> String
 static FWD_FX: OnceLock<Option<Fwd>> = OnceLock::new();
 static DIR: OnceLock<PathBuf> = OnceLock::new();
 
+/// Removes the fixture's directory at exit, unless `KF_FWD_KEEP` is set (to read the logs:
+/// `keyfront.log` there).
 extern "C" fn remove_dir() {
     if let Some(dir) = DIR.get() {
+        if std::env::var_os("KF_FWD_KEEP").is_some() {
+            eprintln!("forward: kept {}", dir.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }
@@ -131,7 +139,7 @@ fn fwd() -> Option<&'static Fwd> {
             )
             .unwrap();
             std::env::set_var("SOFTHSM2_CONF", &softhsm_conf);
-            for label in ["fwd", "fwd-strict", "fwd-kill", "fwd-cross", "fwd-pool"] {
+            for label in ["fwd", "fwd-strict", "fwd-kill", "fwd-cross", "fwd-pool", "fwd-init"] {
                 new_token(&softhsm_conf, label);
             }
             let mut config = slot_toml(&dir.join("soft.db"), "soft", Some(SOFT));
@@ -146,6 +154,7 @@ fn fwd() -> Option<&'static Fwd> {
             config += &pkcs11_slot(KILL, SOFTHSM, "fwd-kill", "max_sessions = 3\n");
             config += &pkcs11_slot(MISSING, SOFTHSM, "no-such-token", "");
             config += &pkcs11_slot(CROSS, SOFTHSM, "fwd-cross", "");
+            config += &pkcs11_slot(INIT, SOFTHSM, "fwd-init", "");
             config += &pkcs11_slot(POOL, SOFTHSM, "fwd-pool", &format!("max_sessions = {POOL_MAX_SESSIONS}\n"));
             let nss_missing = match nss_db(&dir) {
                 Ok(init) => {
@@ -539,6 +548,105 @@ fn nss_softokn_basics() {
     let ct = encrypt(s, &oaep, rpub, b"oaep").unwrap();
     assert_eq!(decrypt(s, &oaep, rpriv, &ct).unwrap(), b"oaep");
     logout(s).unwrap();
+    close(s).unwrap();
+}
+
+#[test]
+fn token_and_pins_managed_through_keyfront() {
+    fixture!();
+    let s = vendor_login(INIT);
+    let old = create(s, &data_tmpl("init-old", &[ab(CKA_TOKEN, true)])).unwrap();
+    assert_eq!(find(s, &[av(CKA_LABEL, "init-old")]).unwrap(), vec![old]);
+    // C_InitToken wants no session: keyfront's, then its own vendor sessions, are closed.
+    expect_rv(init_token(INIT, VENDOR_SO_PIN.as_bytes(), "fwd-init"), CKR_SESSION_EXISTS);
+    close(s).unwrap();
+    expect_rv(init_token(INIT, b"wrong-so-pin", "fwd-init"), CKR_PIN_INCORRECT);
+    init_token(INIT, VENDOR_SO_PIN.as_bytes(), "fwd-init").unwrap();
+    let info = token_info(INIT).unwrap();
+    assert_eq!(trimmed(&info.label), "fwd-init");
+    assert_eq!(info.flags & CKF_USER_PIN_INITIALIZED, 0, "a new token has no user PIN yet");
+
+    let s = open(INIT, true).unwrap();
+    login(s, CKU_SO, VENDOR_SO_PIN.as_bytes()).unwrap();
+    assert_eq!(state(s), CKS_RW_SO_FUNCTIONS);
+    init_pin(s, b"first-user-pin").unwrap();
+    logout(s).unwrap();
+    assert!(token_flags(INIT) & CKF_USER_PIN_INITIALIZED != 0);
+    expect_rv(login(s, CKU_USER, VENDOR_PIN.as_bytes()), CKR_PIN_INCORRECT);
+    login(s, CKU_USER, b"first-user-pin").unwrap();
+    assert!(find(s, &[av(CKA_LABEL, "init-old")]).unwrap().is_empty(), "the old token's objects are gone");
+    set_pin(s, b"first-user-pin", b"second-user-pin").unwrap();
+    logout(s).unwrap();
+    expect_rv(login(s, CKU_USER, b"first-user-pin"), CKR_PIN_INCORRECT);
+    login(s, CKU_USER, b"second-user-pin").unwrap();
+    close(s).unwrap();
+}
+
+#[test]
+fn ecdh_and_eddsa_parameters_reach_the_vendor() {
+    fixture!();
+    let s = vendor_login(FWD);
+    let derive_pair = |label: &str| {
+        gen_key_pair(
+            s,
+            &Mech::new(CKM_EC_KEY_PAIR_GEN),
+            &[ab(CKA_TOKEN, false), av(CKA_EC_PARAMS, hex(P256)), av(CKA_LABEL, label)],
+            &[ab(CKA_TOKEN, false), ab(CKA_DERIVE, true), ab(CKA_SENSITIVE, true), av(CKA_LABEL, label)],
+        )
+        .expect("EC key pair for ECDH")
+    };
+    let (apub, apriv) = derive_pair("ecdh-a");
+    let (bpub, bpriv) = derive_pair("ecdh-b");
+    let derive = |private: CK_OBJECT_HANDLE, peer_public: CK_OBJECT_HANDLE| -> CK_OBJECT_HANDLE {
+        let point = get_attr(s, peer_public, CKA_EC_POINT).unwrap();
+        let mut params = CK_ECDH1_DERIVE_PARAMS {
+            kdf: CKD_NULL,
+            ulSharedDataLen: 0,
+            pSharedData: ptr::null_mut(),
+            ulPublicDataLen: point.len() as CK_ULONG,
+            pPublicData: point.as_ptr() as *mut u8,
+        };
+        let mut m = CK_MECHANISM {
+            mechanism: CKM_ECDH1_DERIVE,
+            pParameter: &mut params as *mut _ as *mut c_void,
+            ulParameterLen: std::mem::size_of::<CK_ECDH1_DERIVE_PARAMS>() as CK_ULONG,
+        };
+        let template = [
+            au(CKA_CLASS, CKO_SECRET_KEY),
+            au(CKA_KEY_TYPE, CKK_AES),
+            au(CKA_VALUE_LEN, 32),
+            ab(CKA_TOKEN, false),
+            ab(CKA_ENCRYPT, true),
+        ];
+        let mut t: Vec<CK_ATTRIBUTE> = template
+            .iter()
+            .map(|(ty, v)| CK_ATTRIBUTE { type_: *ty, pValue: v.as_ptr() as *mut c_void, ulValueLen: v.len() as CK_ULONG })
+            .collect();
+        let mut h = CK_INVALID_HANDLE;
+        assert_rv(ck!(C_DeriveKey, s, &mut m, private, t.as_mut_ptr(), t.len() as CK_ULONG, &mut h), CKR_OK);
+        h
+    };
+    let ab_key = derive(apriv, bpub);
+    let ba_key = derive(bpriv, apub);
+    let ecb = Mech::new(CKM_AES_ECB);
+    assert_eq!(encrypt(s, &ecb, ab_key, &[9; 16]).unwrap(), encrypt(s, &ecb, ba_key, &[9; 16]).unwrap(), "both sides derive one secret");
+
+    if !mechanisms(FWD).contains(&CKM_EC_EDWARDS_KEY_PAIR_GEN) {
+        eprintln!("skipped EdDSA: the vendor does not offer CKM_EC_EDWARDS_KEY_PAIR_GEN");
+        close(s).unwrap();
+        return;
+    }
+    let (epub, epriv) = gen_key_pair(
+        s,
+        &Mech::new(CKM_EC_EDWARDS_KEY_PAIR_GEN),
+        &[ab(CKA_TOKEN, false), av(CKA_EC_PARAMS, hex("06032b6570")), ab(CKA_VERIFY, true)],
+        &[ab(CKA_TOKEN, false), ab(CKA_SIGN, true), ab(CKA_SENSITIVE, true)],
+    )
+    .unwrap();
+    let sig = sign(s, &Mech::new(CKM_EDDSA), epriv, b"edwards").unwrap();
+    assert_eq!(sig.len(), 64);
+    verify(s, &Mech::new(CKM_EDDSA), epub, b"edwards", &sig).unwrap();
+    expect_rv(verify(s, &Mech::new(CKM_EDDSA), epub, b"edward", &sig), CKR_SIGNATURE_INVALID);
     close(s).unwrap();
 }
 
