@@ -785,14 +785,22 @@ fn vendor_token_replaced() {
     }
     let f = fixture!();
     new_token(&f.softhsm_conf, "fwd-replace");
-    let config = f.dir.join("replace.toml");
-    std::fs::write(&config, pkcs11_slot(7, SOFTHSM, "fwd-replace", "")).unwrap();
+    run_alone(f, "vendor_token_replaced", &pkcs11_slot(7, SOFTHSM, "fwd-replace", ""));
+}
+
+/// Runs test `test` of this binary in a process of its own (where it may finalise the
+/// module, or fork) with configuration `config`, and checks that it got to its end.
+fn run_alone(f: &Fwd, test: &str, config: &str) {
+    let path = f.dir.join(format!("{test}.toml"));
+    std::fs::write(&path, config).unwrap();
+    let log = f.dir.join(format!("{test}.log"));
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["vendor_token_replaced", "--exact", "--nocapture", "--test-threads=1"])
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env("KF_FWD_CHILD", "1")
-        .env("KEYFRONT_CONFIG", &config)
+        .env("KEYFRONT_CONFIG", &path)
         .env("SOFTHSM2_CONF", &f.softhsm_conf)
-        .env("KEYFRONT_LOG_FILE", f.dir.join("replace.log"))
+        .env("KEYFRONT_LOG", "info")
+        .env("KEYFRONT_LOG_FILE", &log)
         .output()
         .expect("spawn child");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -804,7 +812,7 @@ fn vendor_token_replaced() {
         "child failed ({}):\n{stdout}\n{}\n--- keyfront log\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(f.dir.join("replace.log")).unwrap_or_default()
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
 
@@ -850,6 +858,57 @@ fn replaced_child() {
     let gcm = Mech::gcm(&[1; 12], b"", 128);
     let ct = encrypt(s, &gcm, key, b"new token").unwrap();
     assert_eq!(decrypt(s, &gcm, key, &ct).unwrap(), b"new token");
+    close(s).unwrap();
+    assert_rv(ck!(C_Finalize, ptr::null_mut()), CKR_OK);
+    println!("KF_FWD_CHILD_DONE");
+}
+
+/// fork() after the forwarded slot was used: the child initialises keyfront again, which
+/// finalises and initialises its own copy of the vendor module, and uses the token.
+#[test]
+fn forked_child_forwards_too() {
+    if std::env::var_os("KF_FWD_CHILD").is_some() {
+        return fork_child();
+    }
+    let f = fixture!();
+    new_token(&f.softhsm_conf, "fwd-fork");
+    run_alone(f, "forked_child_forwards_too", &pkcs11_slot(10, SOFTHSM, "fwd-fork", ""));
+}
+
+fn fork_child() {
+    assert_rv(ck!(C_Initialize, ptr::null_mut()), CKR_OK);
+    let s = vendor_login(10);
+    let key = gen_aes(s, 32, &[ab(CKA_TOKEN, true), ab(CKA_ENCRYPT, true), av(CKA_LABEL, "fork-key")]).unwrap();
+    let expected = encrypt(s, &Mech::new(CKM_AES_ECB), key, &[5; 16]).unwrap();
+    // SAFETY (test): this process runs this test alone; the child only calls the module and
+    // exits with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let run = || -> Result<(), i32> {
+            let check = |n: i32, ok: bool| if ok { Ok(()) } else { Err(n) };
+            check(1, ck!(C_Initialize, ptr::null_mut()) == CKR_OK)?;
+            let s = open(10, true).map_err(|_| 2)?;
+            login(s, CKU_USER, VENDOR_PIN.as_bytes()).map_err(|_| 3)?;
+            let keys = find(s, &[av(CKA_LABEL, "fork-key")]).map_err(|_| 4)?;
+            check(5, keys.len() == 1)?;
+            let ct = encrypt(s, &Mech::new(CKM_AES_ECB), keys[0], &[5; 16]).map_err(|_| 6)?;
+            check(7, ct == expected)?;
+            check(8, ck!(C_Finalize, ptr::null_mut()) == CKR_OK)?;
+            Ok(())
+        };
+        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+            Ok(Ok(())) => 0,
+            Ok(Err(n)) => n,
+            Err(_) => 99,
+        };
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "forked child failed at step {}", libc::WEXITSTATUS(status));
+    // The parent's own sessions are untouched.
+    assert_eq!(encrypt(s, &Mech::new(CKM_AES_ECB), key, &[5; 16]).unwrap(), expected);
     close(s).unwrap();
     assert_rv(ck!(C_Finalize, ptr::null_mut()), CKR_OK);
     println!("KF_FWD_CHILD_DONE");
