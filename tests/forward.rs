@@ -651,6 +651,29 @@ fn ecdh_and_eddsa_parameters_reach_the_vendor() {
 }
 
 #[test]
+fn context_specific_login_reaches_the_vendor() {
+    fixture!();
+    let s = vendor_login(CROSS);
+    let (epub, epriv) = ec_pair(s, "always-auth", &[ab(CKA_ALWAYS_AUTHENTICATE, true)]).unwrap();
+    assert!(get_bool(s, epriv, CKA_ALWAYS_AUTHENTICATE).unwrap());
+    let ecdsa = Mech::new(CKM_ECDSA);
+    let digest = [0x33u8; 32];
+    // Without the context login the vendor refuses to sign.
+    sign_init(s, &ecdsa, epriv).unwrap();
+    let unauthorised = two_call(|o, l| ck!(C_Sign, s, digest.as_ptr() as *mut u8, 32, o, l));
+    expect_rv(unauthorised, CKR_USER_NOT_LOGGED_IN);
+    // The vendor checks the PIN on the session of the operation.
+    sign_init(s, &ecdsa, epriv).unwrap();
+    expect_rv(login(s, CKU_CONTEXT_SPECIFIC, b"wrong-pin"), CKR_PIN_INCORRECT);
+    login(s, CKU_CONTEXT_SPECIFIC, VENDOR_PIN.as_bytes()).unwrap();
+    let sig = two_call(|o, l| ck!(C_Sign, s, digest.as_ptr() as *mut u8, 32, o, l)).unwrap();
+    verify(s, &ecdsa, epub, &digest, &sig).unwrap();
+    // No operation: nothing to log in for.
+    expect_one_of(login(s, CKU_CONTEXT_SPECIFIC, VENDOR_PIN.as_bytes()), &[CKR_OPERATION_NOT_INITIALIZED, CKR_USER_NOT_LOGGED_IN]);
+    close(s).unwrap();
+}
+
+#[test]
 fn many_threads_share_few_vendor_sessions() {
     fixture!();
     let s = vendor_login(POOL);
