@@ -130,7 +130,7 @@ impl Link {
         }
     }
 
-    /// Waits before retry `attempt` (1, 2, …): the delay times the attempt.
+    /// Waits before retry `attempt` (1, 2, …): `retry_delay_ms`, doubled at each retry.
     pub fn back_off(&self, call: &str, attempt: u32, code: CK_RV) {
         tracing::warn!(
             slot = %self.name,
@@ -140,7 +140,7 @@ impl Link {
             of = self.retry_attempts,
             "retrying after reconnecting"
         );
-        std::thread::sleep(self.retry_delay * attempt);
+        std::thread::sleep(self.retry_delay * (1u32 << attempt.saturating_sub(1).min(10)));
     }
 
     pub fn retry_attempts(&self) -> u32 {
