@@ -22,7 +22,8 @@ use super::module::Vendor;
 use crate::backend::UserType;
 use crate::error::{rv, rv_name, Error, Result};
 
-/// How long a call waits for a pooled session when all `max_sessions` are busy.
+/// How long a call waits for a vendor session when all `max_sessions` are busy; then it
+/// fails with `CKR_DEVICE_MEMORY` (a return code every function may give).
 const POOL_WAIT: Duration = Duration::from_secs(10);
 
 /// Return codes after which the vendor session (or the token behind it) is gone: reopen the
@@ -368,7 +369,7 @@ impl Link {
 
     /// The vendor session of `tied`, taken now if it has none: an idle pooled session, or a
     /// new one while fewer than `max_sessions` are open, or else the first to come back
-    /// (`CKR_SESSION_COUNT` after a wait, when every vendor session is held by operations
+    /// (`CKR_DEVICE_MEMORY` after a wait, when every vendor session is held by operations
     /// or session objects).
     pub fn ensure_open(&self, tied: &mut Tied) -> Result<CK_SESSION_HANDLE> {
         let losses = self.losses.load(Ordering::Acquire);
@@ -417,7 +418,7 @@ impl Link {
             }
             if self.pool_changed.wait_until(&mut pool, deadline).timed_out() {
                 tracing::warn!(slot = %self.name, max_sessions = self.max_sessions, "every vendor session is held by an operation or session objects");
-                return Err(rv(CKR_SESSION_COUNT));
+                return Err(rv(CKR_DEVICE_MEMORY));
             }
         };
         drop(pool);
