@@ -223,10 +223,10 @@ fn writer(slot: CK_SLOT_ID) {
             String::from_utf8(b.to_vec()).unwrap()
         };
         let op = match choice {
-            0 => Op::Gen { label: fresh, len: if rng.next() % 2 == 0 { 16 } else { 32 } },
+            0 => Op::Gen { label: fresh, len: if rng.next().is_multiple_of(2) { 16 } else { 32 } },
             1 => {
                 let len = rng.range(1, 3000) as usize;
-                Op::Create { label: fresh, private: rng.next() % 2 == 0, value: rng.bytes(len) }
+                Op::Create { label: fresh, private: rng.next().is_multiple_of(2), value: rng.bytes(len) }
             }
             2 => Op::Copy { label: fresh, src: pick(&mut rng) },
             3 => Op::Rename { old: pick(&mut rng), new: fresh },
