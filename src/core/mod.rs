@@ -49,6 +49,16 @@ pub fn note_fork() {
     FORKS.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Where a forked child keeps the module state it inherited: never dropped (that would close
+/// the parent's connections), but still reachable. Lock-free, since a lock could have been
+/// held by a parent thread at the moment of the fork.
+static INHERITED: std::sync::atomic::AtomicPtr<Module> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+fn park_inherited(module: Arc<Module>) {
+    // An older parked state (from a fork of a fork) stays allocated, as the one parked now.
+    let _older = INHERITED.swap(Arc::into_raw(module) as *mut Module, Ordering::AcqRel);
+}
+
 fn forks() -> u64 {
     FORKS.load(Ordering::Relaxed)
 }
@@ -70,8 +80,10 @@ pub fn initialize() -> Result<()> {
             return Err(rv(CKR_CRYPTOKI_ALREADY_INITIALIZED));
         }
         // Inherited across fork(): its connections and locks belong to the parent, so it is
-        // neither used nor dropped here.
-        std::mem::forget(current.take());
+        // neither used nor dropped here, only kept reachable.
+        if let Some(inherited) = current.take() {
+            park_inherited(inherited);
+        }
     }
     // A bad configuration is logged once, by the ABI layer, with the file and line.
     let slots = config::load()?;
@@ -115,7 +127,7 @@ pub fn finalize() -> Result<()> {
             Ok(())
         }
         Some(m) => {
-            std::mem::forget(m);
+            park_inherited(m);
             Err(rv(CKR_CRYPTOKI_NOT_INITIALIZED))
         }
         None => Err(rv(CKR_CRYPTOKI_NOT_INITIALIZED)),

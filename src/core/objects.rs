@@ -109,10 +109,11 @@ impl ObjectTable {
     }
 
     fn forget(&self, handle: CK_OBJECT_HANDLE) {
-        if let Some(entry) = self.entries.write().remove(&handle) {
-            if let Location::Token { id, .. } | Location::Remote { id, .. } = entry.location {
-                self.token_handles.write().remove(&(entry.slot_id, id));
-            }
+        // Lock order, everywhere both are held: `token_handles`, then `entries`.
+        let mut handles = self.token_handles.write();
+        let removed = self.entries.write().remove(&handle);
+        if let Some(Entry { slot_id, location: Location::Token { id, .. } | Location::Remote { id, .. } }) = removed {
+            handles.remove(&(slot_id, id));
         }
     }
 

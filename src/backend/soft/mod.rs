@@ -193,6 +193,9 @@ impl Backend for SoftToken {
         let user_failures: i64 = meta_get(&conn, "user_failures")?.unwrap_or(0);
         let so_failures: i64 = meta_get(&conn, "so_failures")?.unwrap_or(0);
         let mut flags = CKF_RNG | CKF_LOGIN_REQUIRED;
+        if store.is_read_only() {
+            flags |= CKF_WRITE_PROTECTED;
+        }
         if initialized {
             flags |= CKF_TOKEN_INITIALIZED;
         }

@@ -52,6 +52,8 @@ pub struct Store {
     rechecking: Mutex<()>,
     /// Opened read-only as immutable, because the medium cannot be written.
     immutable: AtomicBool,
+    /// Opened without write access (the file's mode or the medium).
+    read_only: AtomicBool,
 }
 
 /// A pooled connection, returned to the pool when dropped.
@@ -97,6 +99,7 @@ impl Store {
             epoch: Instant::now(),
             rechecking: Mutex::new(()),
             immutable: AtomicBool::new(false),
+            read_only: AtomicBool::new(false),
         };
         let open_migrated = |store: &Store| store.connect().and_then(|mut conn| migrate(&mut conn).map(|()| conn));
         let opened = match open_migrated(&store) {
@@ -128,7 +131,10 @@ impl Store {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .or_else(|_| Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY))?;
+        .or_else(|_| {
+            self.read_only.store(true, Ordering::Release);
+            Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        })?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -178,6 +184,11 @@ impl Store {
             }
         }
         Ok(self.persisted.load(Ordering::Acquire).wrapping_add(self.local_writes.load(Ordering::Acquire)))
+    }
+
+    /// Whether writes are impossible (`CKF_WRITE_PROTECTED`).
+    pub fn is_read_only(&self) -> bool {
+        self.immutable.load(Ordering::Acquire) || self.read_only.load(Ordering::Acquire)
     }
 
     pub fn path(&self) -> &Path {
