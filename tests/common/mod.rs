@@ -192,7 +192,10 @@ impl Fx {
                 label: format!("slot-{i}"),
             })
             .collect();
-        let toml: String = slots.iter().map(|s| slot_toml(&s.path, &s.label, Some(s.id))).collect();
+        let toml: String = match backend() {
+            Backend::Soft => slots.iter().map(|s| slot_toml(&s.path, &s.label, Some(s.id))).collect(),
+            Backend::SoftHsm2 => softhsm2_slots(dir.path(), &slots),
+        };
         let config = dir.path().join("keyfront.toml");
         std::fs::write(&config, toml).expect("write config");
         std::env::set_var("KEYFRONT_CONFIG", &config);
@@ -201,7 +204,8 @@ impl Fx {
         Fx { p11: load_and_init(), config, slots, next: AtomicUsize::new(0), _dir: Some(dir) }
     }
 
-    /// A slot no other test uses; its token is not initialised.
+    /// A slot no other test uses; its token is not initialised (soft backend), or initialised
+    /// by softhsm2-util with SO_PIN and USER_PIN (SoftHSM2 has no token before that).
     pub fn slot(&self) -> CK_SLOT_ID {
         let i = self.next.fetch_add(1, Ordering::SeqCst);
         assert!(i < self.slots.len(), "more tests than slots: raise N_SLOTS");
@@ -218,6 +222,101 @@ impl Fx {
         setup_token(slot, "test");
         slot
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend switch: KEYFRONT_TEST_BACKEND=soft (default) or softhsm2
+
+/// What the fixture's slots are: keyfront soft slots, or forwarding slots (`kind = "pkcs11"`)
+/// in front of one SoftHSM2 token each.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Backend {
+    Soft,
+    SoftHsm2,
+}
+
+impl Backend {
+    pub fn is_soft(self) -> bool {
+        self == Backend::Soft
+    }
+    pub fn is_forwarded(self) -> bool {
+        !self.is_soft()
+    }
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("KEYFRONT_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("soft") => Backend::Soft,
+        Ok("softhsm2") => Backend::SoftHsm2,
+        Ok(other) => panic!("KEYFRONT_TEST_BACKEND={other:?}: want soft or softhsm2"),
+    }
+}
+
+/// Notes (on stderr, and counted by grepping `KF_SKIP_NOTE`) that a part of a test is not run
+/// on this backend, and why.
+#[track_caller]
+pub fn skip_note(why: &str) {
+    let at = std::panic::Location::caller();
+    let name = std::thread::current().name().unwrap_or("?").to_string();
+    eprintln!("KF_SKIP_NOTE {name} ({}:{}) [{:?}]: {why}", at.file(), at.line(), backend());
+}
+
+pub const SOFTHSM2_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// Creates one SoftHSM2 token per slot (label = the slot's label, SO PIN and user PIN as
+/// `setup_token` sets them) under `dir/softhsm`, sets `SOFTHSM2_CONF`, and returns the
+/// `[[slot]] kind = "pkcs11"` tables forwarding to them (same ids; tokens chosen by serial
+/// number, because a test's C_InitToken relabels the token).
+fn softhsm2_slots(dir: &Path, slots: &[SlotCfg]) -> String {
+    assert!(
+        Path::new(SOFTHSM2_MODULE).exists(),
+        "KEYFRONT_TEST_BACKEND=softhsm2 needs {SOFTHSM2_MODULE} (apt-get install softhsm2)"
+    );
+    let tokens = dir.join("softhsm");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()))
+        .unwrap();
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let util = |args: &[&str]| -> String {
+        let out = Command::new("softhsm2-util").args(args).env("SOFTHSM2_CONF", &conf).output().expect("run softhsm2-util");
+        assert!(
+            out.status.success(),
+            "softhsm2-util {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let so = std::str::from_utf8(SO_PIN).unwrap();
+    let user = std::str::from_utf8(USER_PIN).unwrap();
+    for s in slots {
+        util(&["--init-token", "--free", "--label", &s.label, "--so-pin", so, "--pin", user]);
+    }
+    // label -> serial, from --show-slots
+    let shown = util(&["--show-slots"]);
+    let mut serials = std::collections::HashMap::new();
+    let mut serial = String::new();
+    for line in shown.lines() {
+        let line = line.trim();
+        if let Some(v) = line.strip_prefix("Serial number:") {
+            serial = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("Label:") {
+            if !serial.is_empty() {
+                serials.insert(v.trim().to_string(), serial.clone());
+            }
+        }
+    }
+    slots
+        .iter()
+        .map(|s| {
+            let serial = serials.get(&s.label).unwrap_or_else(|| panic!("no SoftHSM2 token {:?} in:\n{shown}", s.label));
+            format!(
+                "[[slot]]\nkind = \"pkcs11\"\nid = {}\nlabel = {:?}\nmodule = {SOFTHSM2_MODULE:?}\nserial = {serial:?}\n\n",
+                s.id, s.label
+            )
+        })
+        .collect()
 }
 
 /// C_InitToken + C_InitPIN on `slot`; leaves no session open.
