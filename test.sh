@@ -18,6 +18,11 @@ command -v openssl >/dev/null || pkgs+=(openssl)
 { command -v p11tool && command -v certtool; } >/dev/null || pkgs+=(gnutls-bin)
 { command -v ssh-keygen && command -v ssh-agent && command -v ssh-add; } >/dev/null || pkgs+=(openssh-client)
 { command -v javac && command -v keytool; } >/dev/null || pkgs+=(default-jdk-headless)
+# forwarding slots: SoftHSM2 and NSS softokn (tests/forward.rs, KEYFRONT_TEST_BACKEND=softhsm2,
+# conformance/run --forward-softhsm2)
+{ [ -f /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util; } >/dev/null || pkgs+=(softhsm2)
+[ -f /usr/lib/x86_64-linux-gnu/libsoftokn3.so ] || pkgs+=(libnss3)
+command -v certutil >/dev/null || pkgs+=(libnss3-tools)
 engines=$(openssl version -e 2>/dev/null | sed -n 's/^ENGINESDIR: "\(.*\)"$/\1/p' || true)
 [ -n "$engines" ] && [ -f "$engines/pkcs11.so" ] || pkgs+=(libengine-pkcs11-openssl)
 if [ ${#pkgs[@]} -gt 0 ]; then
@@ -41,8 +46,18 @@ cargo build --locked
 echo "== cargo test --locked --no-fail-fast"
 cargo test --locked --no-fail-fast || status=1
 
+# ---- the soft-token and asymmetric integration tests again, every fixture slot a
+# forwarding slot in front of a SoftHSM2 token (tests/common/mod.rs)
+echo "== KEYFRONT_TEST_BACKEND=softhsm2 cargo test (forwarded slots)"
+fwd_tests=()
+for t in objects tokens aes wrap digest_mac asymmetric general threads; do fwd_tests+=(--test "$t"); done
+KEYFRONT_TEST_BACKEND=softhsm2 cargo test --locked --no-fail-fast "${fwd_tests[@]}" || status=1
+
 # ---- real consumers against the module just built
 echo "== conformance/run"
 conformance/run --module target/debug/libkeyfront.so || status=1
+
+echo "== conformance/run --forward-softhsm2"
+conformance/run --forward-softhsm2 --module target/debug/libkeyfront.so || status=1
 
 exit $status
