@@ -519,9 +519,43 @@ fn rsa() -> &'static RsaFx {
             &[av(CKA_LABEL, "shared-rsa")],
         )
         .expect("generate the shared RSA-2048 pair");
-        let spki = get_attr(s, public, CKA_PUBLIC_KEY_INFO).expect("CKA_PUBLIC_KEY_INFO");
+        let mut spki = get_attr(s, public, CKA_PUBLIC_KEY_INFO).expect("CKA_PUBLIC_KEY_INFO");
+        if spki.is_empty() && backend().is_forwarded() {
+            // SoftHSM2 2.6 leaves CKA_PUBLIC_KEY_INFO empty on the keys it generates.
+            skip_note("vendor's CKA_PUBLIC_KEY_INFO is empty: the shared pair's SPKI is built from CKA_MODULUS/CKA_PUBLIC_EXPONENT");
+            let n = get_attr(s, public, CKA_MODULUS).expect("CKA_MODULUS");
+            let e = get_attr(s, public, CKA_PUBLIC_EXPONENT).expect("CKA_PUBLIC_EXPONENT");
+            spki = rsa_spki(&n, &e);
+        }
         RsaFx { slot, public, private, spki }
     })
+}
+
+/// DER SubjectPublicKeyInfo of an RSA public key (modulus and exponent big-endian).
+fn rsa_spki(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = body.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let b: Vec<u8> = len.to_be_bytes().iter().copied().skip_while(|&x| x == 0).collect();
+            out.push(0x80 | b.len() as u8);
+            out.extend(b);
+        }
+        out.extend_from_slice(body);
+        out
+    }
+    fn int(v: &[u8]) -> Vec<u8> {
+        let v: Vec<u8> = v.iter().copied().skip_while(|&x| x == 0).collect();
+        let mut body = if v.first().map_or(true, |&x| x & 0x80 != 0) { vec![0] } else { vec![] };
+        body.extend(v);
+        tlv(0x02, &body)
+    }
+    let alg = tlv(0x30, &hex("06092a864886f70d0101010500"));
+    let key = tlv(0x30, &[int(n), int(e)].concat());
+    let bits = tlv(0x03, &[vec![0], key].concat());
+    tlv(0x30, &[alg, bits].concat())
 }
 
 /// A user session on the shared RSA pair's slot, and the pair's public key as `rsa.pem`.
