@@ -472,8 +472,13 @@ impl Module {
             let slot = self.slot(session.slot_id)?;
             if slot.backend.is_remote() {
                 self.check_mechanism(session, mechanism, CKF_WRAP)?;
-                let wrapping = self.objects.remote(slot.id, wrapping)?.ok_or(rv(CKR_WRAPPING_KEY_HANDLE_INVALID))?;
-                let key = self.objects.remote(slot.id, key)?.ok_or(rv(CKR_KEY_HANDLE_INVALID))?;
+                let handle_error = |invalid| move |e: Error| if e.rv() == CKR_OBJECT_HANDLE_INVALID { rv(invalid) } else { e };
+                let wrapping = self
+                    .objects
+                    .remote(slot.id, wrapping)
+                    .map_err(handle_error(CKR_WRAPPING_KEY_HANDLE_INVALID))?
+                    .ok_or(rv(CKR_WRAPPING_KEY_HANDLE_INVALID))?;
+                let key = self.objects.remote(slot.id, key).map_err(handle_error(CKR_KEY_HANDLE_INVALID))?.ok_or(rv(CKR_KEY_HANDLE_INVALID))?;
                 let wrapped = slot.backend.remote_wrap(session.handle, mechanism, wrapping, key)?;
                 return Ok(deliver(&wrapped, out)?.0);
             }

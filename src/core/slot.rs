@@ -53,7 +53,11 @@ impl Slot {
         let offered = backend.mechanisms();
         // A remote token reports its own mechanisms; a local one uses keyfront's table.
         let mechanisms = if backend.is_remote() {
-            offered
+            // Digests run in keyfront even on a remote slot: offer only those it has.
+            let digest_only = |kind: &CK_MECHANISM_TYPE| {
+                backend.remote_mechanism_info(*kind).is_ok_and(|info| info.flags & !CKF_DIGEST == 0 && info.flags & CKF_DIGEST != 0)
+            };
+            offered.into_iter().filter(|k| !digest_only(k) || crate::mechanism::digest::digest_len(*k).is_some()).collect()
         } else {
             crate::mechanism::MECHANISMS.iter().map(|m| m.kind).filter(|k| offered.contains(k)).collect()
         };
