@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of keyfront: the Rust unit and integration tests, then the
-# real-consumer conformance checks (conformance/run) against the debug module.
+# real-consumer conformance checks (conformance/run) against the debug module;
+# the Rust tests and conformance/run also for the `aws-lc` feature's build
+# (target/aws-lc).
 # Installs the Debian packages it needs when they are missing (OpenSC, a C
 # compiler, OpenSSL, and the consumers: GnuTLS tools, the libp11 engine,
 # OpenSSH client, a JDK), so a second run starts straight away.  Exit status is
@@ -46,6 +48,15 @@ cargo build --locked
 echo "== cargo test --locked --no-fail-fast"
 cargo test --locked --no-fail-fast || status=1
 
+# ---- the same with the aws-lc feature (RSA, P-256, Ed25519 on AWS-LC), in its own target
+# directory so the default build above is not invalidated; AWS-LC's C code is compiled by
+# aws-lc-sys with the C compiler above (no cmake, nasm or clang on x86_64 Linux)
+echo "== cargo build --locked --features aws-lc (CARGO_TARGET_DIR=target/aws-lc)"
+CARGO_TARGET_DIR=target/aws-lc cargo build --locked --features aws-lc || status=1
+
+echo "== cargo test --locked --no-fail-fast --features aws-lc (CARGO_TARGET_DIR=target/aws-lc)"
+CARGO_TARGET_DIR=target/aws-lc cargo test --locked --no-fail-fast --features aws-lc || status=1
+
 # ---- the soft-token and asymmetric integration tests again, every fixture slot a
 # forwarding slot in front of a SoftHSM2 token (tests/common/mod.rs)
 # The same integration tests over forwarded SoftHSM2 slots (KEYFRONT_TEST_BACKEND=softhsm2)
@@ -56,6 +67,9 @@ cargo test --locked --no-fail-fast || status=1
 echo "== conformance/run"
 conformance/run --module target/debug/libkeyfront.so || status=1
 
+echo "== conformance/run (aws-lc build)"
+conformance/run --module target/aws-lc/debug/libkeyfront.so || status=1
+
 # The benchmark as a smoke test only: every case must produce a number; speed is never
 # asserted here (docs/performance.md has the figures).
 echo "== keyfront bench --smoke"
@@ -65,4 +79,9 @@ target/debug/keyfront bench --smoke --module keyfront=target/debug/libkeyfront.s
 echo "== conformance/run --forward-softhsm2"
 conformance/run --forward-softhsm2 --module target/debug/libkeyfront.so || status=1
 
+if [ $status -eq 0 ]; then
+	echo "test.sh: every step passed"
+else
+	echo "test.sh: a step failed (see above)"
+fi
 exit $status
