@@ -657,9 +657,6 @@ pub fn generate_key_pair(
                     e
                 }
             };
-            #[cfg(feature = "aws-lc")]
-            let key = super::aws_lc::rsa::generate(bits, e)?;
-            #[cfg(not(feature = "aws-lc"))]
             let key = rsa::PrivateKey::new_with_exp(&mut SysRng, bits, BoxedUint::from(e))
                 .map_err(|_| rv(CKR_FUNCTION_FAILED))?;
             if key.n().bit_width() as usize != bits {

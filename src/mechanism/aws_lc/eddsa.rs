@@ -1,9 +1,11 @@
-//! `CKM_EDDSA` (pure Ed25519) on AWS-LC. Like the RustCrypto build it buffers the message,
-//! and signatures are the same (Ed25519 is deterministic); verification refuses S ≥ L.
+//! `CKM_EDDSA` (pure Ed25519) signing on AWS-LC: about twice as fast as `ed25519-dalek`, with
+//! the same signatures (Ed25519 is deterministic). Verification stays on `ed25519-dalek`
+//! (`super::super::eddsa`), which is as fast as AWS-LC's, so its acceptance rules are the
+//! default build's. Like the RustCrypto build this buffers the message.
 
 use std::sync::Arc;
 
-use aws_lc_rs::signature::{Ed25519KeyPair, ParsedPublicKey, ED25519};
+use aws_lc_rs::signature::Ed25519KeyPair;
 use cryptoki_sys::*;
 use zeroize::Zeroizing;
 
@@ -13,48 +15,30 @@ use super::super::{Mechanism, Secret, Signer};
 use crate::error::{rv, Result};
 use crate::object::Object;
 
-const SIGNATURE_LEN: usize = 64;
-
 /// The AWS-LC signing key of a private key object.
 #[derive(Clone)]
 struct SigningKey(Arc<Ed25519KeyPair>);
 
-/// The AWS-LC verification key of a public key object, or of a private key object's public
-/// key.
-#[derive(Clone)]
-struct VerifyingKey(Arc<ParsedPublicKey>);
-
-enum Key {
-    Signing(Arc<Ed25519KeyPair>),
-    Verifying(Arc<ParsedPublicKey>),
-}
-
 struct EddsaSigner {
-    key: Key,
+    key: Arc<Ed25519KeyPair>,
     message: Secret,
+    /// The RustCrypto operation, for `verify` (not used by a signing operation).
+    verifier: Box<dyn Signer>,
 }
 
-/// `eddsa::signer` on AWS-LC.
+/// `eddsa::signer` with AWS-LC signing.
 pub(crate) fn signer(mechanism: &Mechanism, key: &Object, sign: bool) -> Result<Box<dyn Signer>> {
     // Checks the mechanism, its parameters and the key as the default build does.
-    rust_crypto::signer(mechanism, key, sign)?;
-    let key = if sign {
-        let key = key.prepared(|o| {
-            let seed = keys::ed25519_private(o)?.to_bytes();
-            let pair = Ed25519KeyPair::from_seed_unchecked(&Zeroizing::new(seed)[..])
-                .map_err(|_| rv(CKR_ATTRIBUTE_VALUE_INVALID))?;
-            Ok(SigningKey(Arc::new(pair)))
-        })?;
-        Key::Signing(key.0)
-    } else {
-        let key = key.prepared(|o| {
-            let public = keys::ed25519_public(o)?;
-            let key = ParsedPublicKey::new(&ED25519, public.as_bytes()).map_err(|_| rv(CKR_ATTRIBUTE_VALUE_INVALID))?;
-            Ok(VerifyingKey(Arc::new(key)))
-        })?;
-        Key::Verifying(key.0)
-    };
-    Ok(Box::new(EddsaSigner { key, message: Zeroizing::new(Vec::new()) }))
+    let fallback = rust_crypto::signer(mechanism, key, sign)?;
+    if !sign {
+        return Ok(fallback);
+    }
+    let pair = key.prepared(|o| {
+        let seed = Zeroizing::new(keys::ed25519_private(o)?.to_bytes());
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed[..]).map_err(|_| rv(CKR_ATTRIBUTE_VALUE_INVALID))?;
+        Ok(SigningKey(Arc::new(pair)))
+    })?;
+    Ok(Box::new(EddsaSigner { key: pair.0, message: Zeroizing::new(Vec::new()), verifier: fallback }))
 }
 
 impl Signer for EddsaSigner {
@@ -64,20 +48,13 @@ impl Signer for EddsaSigner {
     }
 
     fn sign(&mut self) -> Result<Vec<u8>> {
-        let Key::Signing(key) = &self.key else {
-            return Err(rv(CKR_KEY_TYPE_INCONSISTENT));
-        };
-        let signature = key.try_sign(&self.message).map_err(|_| rv(CKR_FUNCTION_FAILED))?;
+        let signature = self.key.try_sign(&self.message).map_err(|_| rv(CKR_FUNCTION_FAILED))?;
         Ok(signature.as_ref().to_vec())
     }
 
     fn verify(&mut self, signature: &[u8]) -> Result<()> {
-        if signature.len() != SIGNATURE_LEN {
-            return Err(rv(CKR_SIGNATURE_LEN_RANGE));
-        }
-        let Key::Verifying(key) = &self.key else {
-            return Err(rv(CKR_KEY_TYPE_INCONSISTENT));
-        };
-        key.verify_sig(&self.message, signature).map_err(|_| rv(CKR_SIGNATURE_INVALID))
+        self.verifier.update(&self.message)?;
+        self.message.clear();
+        self.verifier.verify(signature)
     }
 }

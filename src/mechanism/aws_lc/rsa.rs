@@ -1,14 +1,13 @@
 //! RSA on AWS-LC: PKCS #1 v1.5 and PSS signatures with SHA-2 (SHA-1 verification of PKCS #1
-//! v1.5 too), OAEP both ways, PKCS #1 v1.5 encryption, and key generation with e = 65537.
+//! v1.5 too), OAEP both ways, and PKCS #1 v1.5 encryption.
 //! The rest runs on RustCrypto (`super::super::rsa`): see `super` for the list and why.
 //! AWS-LC's private-key operations are blinded and constant-time; OAEP decryption fails with
 //! one error whatever was wrong.
 
 use std::sync::Arc;
 
-use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{
-    KeySize, OaepAlgorithm, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, Pkcs1PublicEncryptingKey,
+    OaepAlgorithm, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, Pkcs1PublicEncryptingKey,
     PrivateDecryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OAEP_SHA384_MGF1SHA384,
     OAEP_SHA512_MGF1SHA512,
 };
@@ -20,7 +19,7 @@ use parking_lot::RwLock;
 use rsa::traits::PublicKeyParts;
 use zeroize::Zeroizing;
 
-use super::super::keys::{self, HashAlg, Hasher, SysRng};
+use super::super::keys::{self, HashAlg, Hasher};
 use super::super::{rsa as rust_crypto, Cipher, Mechanism, MechanismParam, Secret, Signer};
 use super::import_digest;
 use crate::error::{rv, Result};
@@ -129,7 +128,7 @@ static VERIFY_PSS_SHA256: RsaParameters = signature::RSA_PSS_2048_8192_SHA256;
 static VERIFY_PSS_SHA384: RsaParameters = signature::RSA_PSS_2048_8192_SHA384;
 static VERIFY_PSS_SHA512: RsaParameters = signature::RSA_PSS_2048_8192_SHA512;
 
-type PssAlgorithms = (&'static RsaSignatureEncoding, &'static RsaParameters);
+pub(super) type PssAlgorithms = (&'static RsaSignatureEncoding, &'static RsaParameters);
 
 /// PSS with other salt lengths, made when first used and kept for the life of the process:
 /// at most three hashes × the salts that fit an 8192-bit modulus (≤ 1,022), a few dozen
@@ -145,7 +144,7 @@ fn pkcs1(hash: HashAlg) -> Option<(Option<&'static RsaSignatureEncoding>, &'stat
     })
 }
 
-fn pss(hash: HashAlg, salt: usize) -> Option<PssAlgorithms> {
+pub(super) fn pss_algorithms(hash: HashAlg, salt: usize) -> Option<PssAlgorithms> {
     let (sign, verify) = match hash {
         HashAlg::Sha1 => return None,
         HashAlg::Sha256 => (&PSS_SHA256, &VERIFY_PSS_SHA256),
@@ -284,7 +283,7 @@ impl RsaSigner {
                 Some((import_digest(hash, &Zeroizing::new(h.finish()))?, sign, verify))
             }
             (Input::Hash(h), Scheme::Pss { hash, salt, .. }) => {
-                let (sign, verify) = pss(hash, salt)?;
+                let (sign, verify) = pss_algorithms(hash, salt)?;
                 Some((import_digest(hash, &Zeroizing::new(h.finish()))?, Some(sign), verify))
             }
             (Input::Buffer(b), Scheme::Pkcs1Raw) => {
@@ -293,7 +292,7 @@ impl RsaSigner {
                 Some((import_digest(hash, digest)?, sign, verify))
             }
             (Input::Buffer(b), Scheme::Pss { hash, salt, prehashed: true }) => {
-                let (sign, verify) = pss(hash, salt)?;
+                let (sign, verify) = pss_algorithms(hash, salt)?;
                 Some((import_digest(hash, b)?, Some(sign), verify))
             }
             _ => None,
@@ -452,30 +451,5 @@ impl Cipher for RsaCipher {
             CipherKey::Pkcs1(key) | CipherKey::OaepEncrypt(key) => self.encrypt(key),
             CipherKey::OaepDecrypt(key) => self.decrypt(key),
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Key generation
-
-/// `CKM_RSA_PKCS_KEY_PAIR_GEN` of a `bits`-bit modulus with public exponent `e`: AWS-LC for
-/// e = 65537 (its only exponent), RustCrypto otherwise. The key comes back as RustCrypto's
-/// type, which `keys` turns into attributes.
-pub(crate) fn generate(bits: usize, e: u64) -> Result<rsa::PrivateKey> {
-    let size = match bits {
-        2048 => Some(KeySize::Rsa2048),
-        3072 => Some(KeySize::Rsa3072),
-        4096 => Some(KeySize::Rsa4096),
-        _ => None,
-    };
-    let failed = |_| rv(CKR_FUNCTION_FAILED);
-    match size {
-        Some(size) if e == 65537 => {
-            use pkcs8::DecodePrivateKey;
-            let pair = RsaKeyPair::generate(size).map_err(failed)?;
-            let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).map_err(failed)?;
-            rsa::PrivateKey::from_pkcs8_der(der.as_ref()).map_err(failed)
-        }
-        _ => rsa::PrivateKey::new_with_exp(&mut SysRng, bits, rsa::BoxedUint::from(e)).map_err(failed),
     }
 }
