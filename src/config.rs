@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use cryptoki_sys::{CK_MECHANISM_TYPE, CK_SLOT_ID};
 use serde::Deserialize;
 
-use crate::backend::soft::{DEFAULT_KDF_ITERATIONS, MIN_KDF_ITERATIONS};
+use crate::backend::soft::{DEFAULT_KDF_ITERATIONS, MAX_KDF_ITERATIONS, MIN_KDF_ITERATIONS};
 use crate::core::SlotPolicy;
 use crate::error::{Error, Result};
 
@@ -148,9 +148,9 @@ fn slot_config(index: usize, section: SlotSection) -> std::result::Result<SlotCo
             }
             let path = section.path.ok_or_else(|| format!("slot {index}: kind \"soft\" needs `path`"))?;
             let kdf_iterations = section.pin_kdf_iterations.unwrap_or(DEFAULT_KDF_ITERATIONS);
-            if kdf_iterations < MIN_KDF_ITERATIONS {
+            if !(MIN_KDF_ITERATIONS..=MAX_KDF_ITERATIONS).contains(&kdf_iterations) {
                 return Err(format!(
-                    "slot {index}: pin_kdf_iterations {kdf_iterations} is below the minimum {MIN_KDF_ITERATIONS}"
+                    "slot {index}: pin_kdf_iterations {kdf_iterations} is outside {MIN_KDF_ITERATIONS}..={MAX_KDF_ITERATIONS}"
                 ));
             }
             SlotKind::Soft { path, kdf_iterations }

@@ -73,6 +73,9 @@ fn wipe(buf: &mut Secret) {
 
 
 
+/// The longest secret `C_DeriveKey` makes, in bytes (the longest generic secret key).
+const MAX_DERIVED_LEN: usize = 1024;
+
 /// Which attribute of a key permits which use.
 #[derive(Clone, Copy)]
 enum KeyUse {
@@ -451,6 +454,10 @@ impl Module {
             }
             let base = self.usable_key(session, base, mechanism, KeyUse::Derive)?;
             let len = template.get_ulong(CKA_VALUE_LEN)?.map(|l| l as usize);
+            // A derived secret is a key: bound it like generated secrets are.
+            if len.is_some_and(|l| l == 0 || l > MAX_DERIVED_LEN) {
+                return Err(rv(CKR_ATTRIBUTE_VALUE_INVALID));
+            }
             let len = match (template.get_ulong(CKA_KEY_TYPE)?, len) {
                 (Some(CKK_AES), None) => Some(32),
                 (_, len) => len,

@@ -336,6 +336,10 @@ pub fn asym_cipher(mechanism: &Mechanism, key: &Object, encrypt: bool) -> Result
 /// (the template's `CKA_VALUE_LEN`, or the key type's fixed length; `None` means the raw
 /// 32-byte secret and is refused by the hashing KDFs).
 pub fn derive(mechanism: &Mechanism, key: &Object, out_len: Option<usize>) -> Result<Secret> {
+    // A key derivation function can stretch to any length; a key cannot be that long.
+    if out_len.is_some_and(|l| l == 0 || l > 64 * 1024) {
+        return Err(rv(CKR_ATTRIBUTE_VALUE_INVALID));
+    }
     match asym_entry(mechanism, key, CKF_DERIVE)? {
         CKK_EC => ec::derive(mechanism, key, out_len),
         _ => Err(rv(CKR_KEY_TYPE_INCONSISTENT)),

@@ -16,7 +16,7 @@ use super::{Backend, ObjectId, TokenInfo, UserType};
 use crate::error::{rv, Error, Result};
 use crate::object::policy::{is_secret_component, must_seal};
 use crate::object::{AttributeTemplate, Object};
-pub use seal::{DEFAULT_KDF_ITERATIONS, MIN_KDF_ITERATIONS};
+pub use seal::{DEFAULT_KDF_ITERATIONS, MAX_KDF_ITERATIONS, MIN_KDF_ITERATIONS};
 use seal::{random_bytes, TokenKey};
 use store::{meta_delete, meta_get, meta_set, Store};
 

@@ -18,6 +18,9 @@ const WRAP_FORMAT: u8 = 1;
 pub const DEFAULT_KDF_ITERATIONS: u32 = 600_000;
 /// The least a configuration may ask for; tests use it to stay fast.
 pub const MIN_KDF_ITERATIONS: u32 = 1_000;
+/// The most (several seconds per login): a larger count in a token file is damage, not a
+/// setting, and would stall `C_Login` for hours.
+pub const MAX_KDF_ITERATIONS: u32 = 20_000_000;
 
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut out = [0u8; N];
@@ -94,6 +97,9 @@ impl TokenKey {
             return Err(Error::Internal("wrapped token key has an unknown format".into()));
         }
         let iterations = u32::from_le_bytes(blob[1..5].try_into().expect("4 bytes"));
+        if !(MIN_KDF_ITERATIONS..=MAX_KDF_ITERATIONS).contains(&iterations) {
+            return Err(Error::Internal(format!("wrapped token key asks for {iterations} KDF iterations: token file damaged?")));
+        }
         let salt = &blob[5..5 + SALT_LEN];
         let nonce: [u8; NONCE_LEN] = blob[5 + SALT_LEN..HEAD].try_into().expect("12 bytes");
         let kek = derive_kek(pin, salt, iterations);
@@ -143,6 +149,9 @@ mod tests {
     fn pin_wrap_round_trip_and_wrong_pin() {
         let key = TokenKey::generate().unwrap();
         let blob = key.wrap_under_pin(b"1234", 1000, b"user").unwrap();
+        let mut damaged = blob.clone();
+        damaged[4] = 0xff;
+        assert_eq!(TokenKey::unwrap_with_pin(&damaged, b"1234", b"user").err().unwrap().rv(), CKR_GENERAL_ERROR);
         let back = TokenKey::unwrap_with_pin(&blob, b"1234", b"user").unwrap();
         assert_eq!(*back.0, *key.0);
         assert_eq!(TokenKey::unwrap_with_pin(&blob, b"1235", b"user").err().unwrap().rv(), CKR_PIN_INCORRECT);
