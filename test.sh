@@ -57,11 +57,10 @@ CARGO_TARGET_DIR=target/aws-lc cargo build --locked --features aws-lc || status=
 echo "== cargo test --locked --no-fail-fast --features aws-lc (CARGO_TARGET_DIR=target/aws-lc)"
 CARGO_TARGET_DIR=target/aws-lc cargo test --locked --no-fail-fast --features aws-lc || status=1
 
-# ---- the soft-token and asymmetric integration tests again, every fixture slot a
-# forwarding slot in front of a SoftHSM2 token (tests/common/mod.rs)
-# The same integration tests over forwarded SoftHSM2 slots (KEYFRONT_TEST_BACKEND=softhsm2)
-# run by hand for now: the assertions that are keyfront-soft-specific are not yet gated for
-# SoftHSM2's own behaviour. tests/forward.rs (in `cargo test` above) covers forwarding.
+# The integration tests can also run with every fixture slot a forwarding slot in front of
+# a SoftHSM2 token (KEYFRONT_TEST_BACKEND=softhsm2, tests/common/mod.rs); not here yet: the
+# assertions specific to keyfront's soft token are not gated for SoftHSM2's own behaviour.
+# tests/forward.rs (in `cargo test` above) covers forwarding.
 
 # ---- real consumers against the module just built
 echo "== conformance/run"
