@@ -47,10 +47,10 @@ macro_rules! ck_fn {
         #[no_mangle]
         #[allow(non_snake_case)]
         pub extern "C" fn $name($($arg: $ty),*) -> CK_RV {
+            #[allow(unused_unsafe)]
             // SAFETY: PKCS#11 makes the caller pass pointers that are NULL or valid for the
             // lengths given with them; the `args` helpers check every NULL and length before
             // a dereference, and nothing is kept past the call.
-            #[allow(unused_unsafe)]
             let body = || unsafe { $body };
             $crate::abi::guard(stringify!($name), body)
         }
