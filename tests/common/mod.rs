@@ -31,12 +31,14 @@ pub fn module_path() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current_exe");
     let deps = exe.parent().expect("exe dir");
-    for cand in [deps.join("../libkeyfront.so"), deps.join("libkeyfront.so")] {
-        if cand.exists() {
-            return cand;
-        }
-    }
-    panic!("libkeyfront.so not found near {}; set KEYFRONT_MODULE", deps.display());
+    // `cargo test` refreshes only the copy in deps/; a `cargo build` copy beside it may be
+    // older: take the newest.
+    [deps.join("../libkeyfront.so"), deps.join("libkeyfront.so")]
+        .into_iter()
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(modified, _)| *modified)
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| panic!("libkeyfront.so not found near {}; set KEYFRONT_MODULE", deps.display()))
 }
 
 struct Lib(cryptoki_sys::Pkcs11);

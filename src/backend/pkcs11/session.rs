@@ -225,8 +225,11 @@ impl Link {
                 pool = self.pool.lock();
                 continue;
             }
-            // The pool may always have one session, however many are tied.
-            if pool.pooled + pool.tied < self.max_sessions || pool.pooled == 0 {
+            // The pool may go one over `max_sessions` so that it is never without a session
+            // while every other one is tied; never further, however sessions move between
+            // the pool and tied operations.
+            let open = pool.pooled + pool.tied;
+            if open < self.max_sessions || (pool.pooled == 0 && open <= self.max_sessions) {
                 pool.pooled += 1;
                 drop(pool);
                 return self.open_vendor_session().inspect_err(|_| {
