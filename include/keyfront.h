@@ -1,10 +1,8 @@
 /*
  * keyfront.h - vendor-defined PKCS#11 constants of keyfront.
  *
- * keyfront defines no vendor mechanisms, attributes or return values yet;
- * when it does, they will be declared here, for use together with the
- * standard PKCS#11 3.0 header.  Until then a consumer needs only the
- * standard header.
+ * Include it after the standard PKCS#11 3.0 header (it uses
+ * CKM_VENDOR_DEFINED).
  *
  * The module is configured through the environment of the process that
  * loads it (see docs/configuration.md):
@@ -18,5 +16,15 @@
  */
 #ifndef KEYFRONT_H
 #define KEYFRONT_H
+
+/*
+ * CKM_KEYFRONT_KMS_WRAP: encryption with a secret key that stays in a key
+ * service (an AWS KMS symmetric key, a Vault Transit aes256-gcm96 key) of a
+ * cloud slot.  No parameter.  C_WrapKey of a local AES key returns the
+ * service's ciphertext blob (envelope encryption); C_UnwrapKey of such a blob
+ * gives a local AES key that then encrypts locally (CKM_AES_GCM).
+ * C_Encrypt/C_Decrypt of up to 4096 bytes of data work the same way.
+ */
+#define CKM_KEYFRONT_KMS_WRAP (CKM_VENDOR_DEFINED | 0x4b460001UL)
 
 #endif /* KEYFRONT_H */

@@ -24,6 +24,60 @@ pub struct SlotConfig {
 pub enum SlotKind {
     Soft { path: PathBuf, kdf_iterations: u32 },
     Pkcs11(Pkcs11SlotConfig),
+    AwsKms(AwsKmsSlotConfig),
+    VaultTransit(VaultSlotConfig),
+}
+
+/// What every cloud slot has.
+#[derive(Clone, Debug)]
+pub struct CloudSlotConfig {
+    /// SHA-256 of the PIN `C_Login` must get; `None`: any PIN logs in.
+    pub pin_sha256: Option<[u8; 32]>,
+    /// How long the key list and public keys are reused before the service is asked again.
+    pub refresh_interval_s: u64,
+    /// Retries of a throttled or failed (5xx, no connection) request.
+    pub retry_attempts: u32,
+    /// The longest one call to the service takes, retries included.
+    pub timeout_ms: u64,
+    /// PEM certificates to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for CloudSlotConfig {
+    fn default() -> Self {
+        CloudSlotConfig { pin_sha256: None, refresh_interval_s: 300, retry_attempts: 3, timeout_ms: 10_000, ca_file: None }
+    }
+}
+
+/// A slot showing AWS KMS keys.
+#[derive(Clone, Debug, Default)]
+pub struct AwsKmsSlotConfig {
+    pub region: String,
+    /// Another endpoint than `https://kms.<region>.amazonaws.com` (a local test server, a VPC
+    /// endpoint).
+    pub endpoint: Option<String>,
+    /// The credentials profile (`~/.aws/credentials`, `~/.aws/config`); else `AWS_PROFILE`,
+    /// else `default`.
+    pub profile: Option<String>,
+    /// Show only keys with an alias starting with this (e.g. `alias/app-`).
+    pub alias_prefix: Option<String>,
+    /// Show only keys carrying this tag (key, value).
+    pub tag: Option<(String, String)>,
+    pub cloud: CloudSlotConfig,
+}
+
+/// A slot showing the keys of a HashiCorp Vault or OpenBao transit engine.
+#[derive(Clone, Debug, Default)]
+pub struct VaultSlotConfig {
+    /// `https://vault.example:8200`.
+    pub address: String,
+    /// The transit engine's mount path; default `transit`.
+    pub mount: String,
+    /// Vault Enterprise / OpenBao namespace (`X-Vault-Namespace`).
+    pub namespace: Option<String>,
+    /// A file holding the token; else `VAULT_TOKEN`.
+    pub token_file: Option<PathBuf>,
+    pub cloud: CloudSlotConfig,
 }
 
 /// A slot that forwards to a token of another PKCS#11 module.
@@ -79,6 +133,90 @@ struct SlotSection {
     retry_delay_ms: Option<u64>,
     allow: Option<Vec<String>>,
     deny_extractable: Option<bool>,
+    // cloud (aws-kms, vault-transit)
+    region: Option<String>,
+    endpoint: Option<String>,
+    profile: Option<String>,
+    alias_prefix: Option<String>,
+    tag: Option<String>,
+    address: Option<String>,
+    mount: Option<String>,
+    namespace: Option<String>,
+    token_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    pin_sha256: Option<String>,
+    refresh_interval_s: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+impl SlotSection {
+    /// The kind-specific keys present in this section.
+    fn present_keys(&self) -> Vec<&'static str> {
+        let keys = [
+            ("path", self.path.is_some()),
+            ("pin_kdf_iterations", self.pin_kdf_iterations.is_some()),
+            ("module", self.module.is_some()),
+            ("token_label", self.token_label.is_some()),
+            ("serial", self.serial.is_some()),
+            ("slot_id", self.slot_id.is_some()),
+            ("init_args", self.init_args.is_some()),
+            ("max_sessions", self.max_sessions.is_some()),
+            ("retry_attempts", self.retry_attempts.is_some()),
+            ("retry_delay_ms", self.retry_delay_ms.is_some()),
+            ("allow", self.allow.is_some()),
+            ("deny_extractable", self.deny_extractable.is_some()),
+            ("region", self.region.is_some()),
+            ("endpoint", self.endpoint.is_some()),
+            ("profile", self.profile.is_some()),
+            ("alias_prefix", self.alias_prefix.is_some()),
+            ("tag", self.tag.is_some()),
+            ("address", self.address.is_some()),
+            ("mount", self.mount.is_some()),
+            ("namespace", self.namespace.is_some()),
+            ("token_file", self.token_file.is_some()),
+            ("ca_file", self.ca_file.is_some()),
+            ("pin_sha256", self.pin_sha256.is_some()),
+            ("refresh_interval_s", self.refresh_interval_s.is_some()),
+            ("timeout_ms", self.timeout_ms.is_some()),
+        ];
+        keys.into_iter().filter(|(_, present)| *present).map(|(k, _)| k).collect()
+    }
+
+    fn cloud(&self, index: usize) -> std::result::Result<CloudSlotConfig, String> {
+        let pin_sha256 = match &self.pin_sha256 {
+            None => None,
+            Some(hex) => Some(parse_sha256(hex).ok_or_else(|| format!("slot {index}: pin_sha256 must be 64 hex digits"))?),
+        };
+        let defaults = CloudSlotConfig::default();
+        Ok(CloudSlotConfig {
+            pin_sha256,
+            refresh_interval_s: self.refresh_interval_s.unwrap_or(defaults.refresh_interval_s),
+            retry_attempts: self.retry_attempts.unwrap_or(defaults.retry_attempts),
+            timeout_ms: self.timeout_ms.unwrap_or(defaults.timeout_ms).max(1),
+            ca_file: self.ca_file.clone(),
+        })
+    }
+}
+
+/// The keys each kind takes besides `kind`, `label`, `id` and `rsa_pkcs1v15_decrypt`.
+const SOFT_KEYS: &[&str] = &["path", "pin_kdf_iterations"];
+const PKCS11_KEYS: &[&str] =
+    &["module", "token_label", "serial", "slot_id", "init_args", "max_sessions", "retry_attempts", "retry_delay_ms", "allow", "deny_extractable"];
+const AWS_KMS_KEYS: &[&str] =
+    &["region", "endpoint", "profile", "alias_prefix", "tag", "ca_file", "pin_sha256", "refresh_interval_s", "retry_attempts", "timeout_ms"];
+const VAULT_KEYS: &[&str] =
+    &["address", "mount", "namespace", "token_file", "ca_file", "pin_sha256", "refresh_interval_s", "retry_attempts", "timeout_ms"];
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 #[derive(Deserialize, PartialEq, Eq, Debug)]
@@ -86,6 +224,8 @@ struct SlotSection {
 enum Kind {
     Soft,
     Pkcs11,
+    AwsKms,
+    VaultTransit,
 }
 
 /// The slots to present: from `KEYFRONT_CONFIG` if set, else one soft token in the data
@@ -127,25 +267,18 @@ pub fn parse(text: &str) -> std::result::Result<Vec<SlotConfig>, String> {
 }
 
 fn slot_config(index: usize, section: SlotSection) -> std::result::Result<SlotConfig, String> {
-    let named = |what: &str, present: bool| if present { Some(what.to_string()) } else { None };
     let id = section.id.unwrap_or(index as CK_SLOT_ID);
+    let (kind_name, allowed) = match section.kind {
+        Kind::Soft => ("soft", SOFT_KEYS),
+        Kind::Pkcs11 => ("pkcs11", PKCS11_KEYS),
+        Kind::AwsKms => ("aws-kms", AWS_KMS_KEYS),
+        Kind::VaultTransit => ("vault-transit", VAULT_KEYS),
+    };
+    if let Some(key) = section.present_keys().into_iter().find(|k| !allowed.contains(k)) {
+        return Err(format!("slot {index}: `{key}` is not a key of kind \"{kind_name}\""));
+    }
     let kind = match section.kind {
         Kind::Soft => {
-            let foreign = [
-                named("module", section.module.is_some()),
-                named("token_label", section.token_label.is_some()),
-                named("serial", section.serial.is_some()),
-                named("slot_id", section.slot_id.is_some()),
-                named("init_args", section.init_args.is_some()),
-                named("max_sessions", section.max_sessions.is_some()),
-                named("retry_attempts", section.retry_attempts.is_some()),
-                named("retry_delay_ms", section.retry_delay_ms.is_some()),
-                named("allow", section.allow.is_some()),
-                named("deny_extractable", section.deny_extractable.is_some()),
-            ];
-            if let Some(key) = foreign.into_iter().flatten().next() {
-                return Err(format!("slot {index}: `{key}` is not a key of kind \"soft\""));
-            }
             let path = section.path.ok_or_else(|| format!("slot {index}: kind \"soft\" needs `path`"))?;
             let kdf_iterations = section.pin_kdf_iterations.unwrap_or(DEFAULT_KDF_ITERATIONS);
             if !(MIN_KDF_ITERATIONS..=MAX_KDF_ITERATIONS).contains(&kdf_iterations) {
@@ -156,10 +289,6 @@ fn slot_config(index: usize, section: SlotSection) -> std::result::Result<SlotCo
             SlotKind::Soft { path, kdf_iterations }
         }
         Kind::Pkcs11 => {
-            let foreign = [named("path", section.path.is_some()), named("pin_kdf_iterations", section.pin_kdf_iterations.is_some())];
-            if let Some(key) = foreign.into_iter().flatten().next() {
-                return Err(format!("slot {index}: `{key}` is not a key of kind \"pkcs11\""));
-            }
             let module = section.module.ok_or_else(|| format!("slot {index}: kind \"pkcs11\" needs `module`"))?;
             let allow = section
                 .allow
@@ -180,10 +309,49 @@ fn slot_config(index: usize, section: SlotSection) -> std::result::Result<SlotCo
                 deny_extractable: section.deny_extractable.unwrap_or(false),
             })
         }
+        Kind::AwsKms => {
+            let tag = match &section.tag {
+                None => None,
+                Some(t) => match t.split_once('=') {
+                    Some((k, v)) if !k.is_empty() => Some((k.to_string(), v.to_string())),
+                    _ => return Err(format!("slot {index}: tag must be \"key=value\"")),
+                },
+            };
+            let region = section
+                .region
+                .clone()
+                .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
+                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok().filter(|r| !r.is_empty()))
+                .ok_or_else(|| format!("slot {index}: kind \"aws-kms\" needs `region` (or AWS_REGION)"))?;
+            SlotKind::AwsKms(AwsKmsSlotConfig {
+                region,
+                endpoint: section.endpoint.clone(),
+                profile: section.profile.clone(),
+                alias_prefix: section.alias_prefix.clone(),
+                tag,
+                cloud: section.cloud(index)?,
+            })
+        }
+        Kind::VaultTransit => {
+            let address = section
+                .address
+                .clone()
+                .or_else(|| std::env::var("VAULT_ADDR").ok().filter(|a| !a.is_empty()))
+                .ok_or_else(|| format!("slot {index}: kind \"vault-transit\" needs `address` (or VAULT_ADDR)"))?;
+            SlotKind::VaultTransit(VaultSlotConfig {
+                address: address.trim_end_matches('/').to_string(),
+                mount: section.mount.clone().unwrap_or_else(|| "transit".into()).trim_matches('/').to_string(),
+                namespace: section.namespace.clone(),
+                token_file: section.token_file.clone(),
+                cloud: section.cloud(index)?,
+            })
+        }
     };
     let default_label = match kind {
         SlotKind::Soft { .. } => "keyfront soft token",
         SlotKind::Pkcs11(_) => "keyfront forwarded token",
+        SlotKind::AwsKms(_) => "keyfront AWS KMS",
+        SlotKind::VaultTransit(_) => "keyfront Vault Transit",
     };
     Ok(SlotConfig {
         id,

@@ -19,6 +19,10 @@ pub enum Error {
     /// The configuration file is wrong.
     #[error("configuration: {0}")]
     Config(String),
+    /// A key service (a cloud KMS) failed or refused; `message` says which and what it said,
+    /// for the log.
+    #[error("{message}")]
+    Service { rv: CK_RV, message: String },
     /// Anything unexpected, with what we know of it.
     #[error("internal: {0}")]
     Internal(String),
@@ -31,6 +35,7 @@ impl Error {
             Error::Rv(rv) => *rv,
             Error::BufferTooSmall(_) => CKR_BUFFER_TOO_SMALL,
             Error::Store(e) => store_rv(e),
+            Error::Service { rv, .. } => *rv,
             Error::Config(_) | Error::Internal(_) => CKR_GENERAL_ERROR,
         }
     }

@@ -23,8 +23,10 @@ fn guard(name: &'static str, body: impl FnOnce() -> Result<()>) -> CK_RV {
         Ok(Ok(())) => CKR_OK,
         Ok(Err(e)) => {
             let rv = e.rv();
-            match rv {
-                CKR_GENERAL_ERROR | CKR_DEVICE_ERROR | CKR_DEVICE_MEMORY => tracing::error!("{name}: {e}"),
+            match (rv, &e) {
+                (CKR_GENERAL_ERROR | CKR_DEVICE_ERROR | CKR_DEVICE_MEMORY, _) => tracing::error!("{name}: {e}"),
+                // What a key service refused, in its own words.
+                (_, crate::error::Error::Service { .. }) => tracing::warn!("{name}: {e}"),
                 _ => tracing::debug!("{name}: {e}"),
             }
             rv

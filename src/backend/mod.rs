@@ -2,7 +2,10 @@
 //! something is allowed (sessions, login state, object policy); a backend decides *how* it is
 //! stored and, later, how a remote key is used.
 
+pub mod aws_kms;
+pub mod cloud;
 pub mod pkcs11;
+pub mod vault_transit;
 pub mod soft;
 
 use cryptoki_sys::*;
@@ -65,6 +68,49 @@ pub trait Backend: Send + Sync {
     fn destroy_object(&self, id: ObjectId) -> Result<()>;
     /// Token objects matching `template`, private ones only when `include_private`.
     fn find_objects(&self, template: &AttributeTemplate, include_private: bool) -> Result<Vec<ObjectId>>;
+
+    // ---- Backends whose keys stay in a key service (cloud slots) -----------------------
+    //
+    // Their token objects are ordinary to the core (found, read, policy-checked) except that
+    // a private or secret key holds no key material: the backend carries out the operations
+    // that need it. Public keys and session objects work locally as on any slot.
+
+    /// Whether the token's keys are made and kept by a key service.
+    fn keys_in_service(&self) -> bool {
+        false
+    }
+
+    /// Whether token object `id` is a key whose secret half the backend uses on the core's
+    /// behalf (`service_signer`, `service_cipher`).
+    fn is_service_key(&self, _id: ObjectId) -> bool {
+        false
+    }
+
+    fn service_signer(&self, _id: ObjectId, _mechanism: &Mechanism) -> Result<Box<dyn Signer>> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    /// Decryption with a held private key; encryption and decryption (also for wrapping and
+    /// unwrapping) with a held secret key.
+    fn service_cipher(&self, _id: ObjectId, _mechanism: &Mechanism, _encrypt: bool) -> Result<Box<dyn Cipher>> {
+        Err(rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    /// `C_GenerateKey` of a key the service makes (token keys on a cloud slot); `None`: the
+    /// core makes the key itself.
+    fn service_generate_key(&self, _mechanism: &Mechanism, _template: &AttributeTemplate) -> Option<Result<ObjectId>> {
+        None
+    }
+
+    /// `C_GenerateKeyPair` in the service: (public, private) object ids; `None` as above.
+    fn service_generate_key_pair(
+        &self,
+        _mechanism: &Mechanism,
+        _public: &AttributeTemplate,
+        _private: &AttributeTemplate,
+    ) -> Option<Result<(ObjectId, ObjectId)>> {
+        None
+    }
 
     // ---- Backends that keep their objects and carry out operations themselves ----------
     //

@@ -7,6 +7,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::objects::Found;
 use super::session::{Pending, Session};
 use super::Module;
+use crate::backend::ObjectId;
 use crate::error::{rv, Error, Result};
 use crate::mechanism::{self, Mechanism, Secret};
 use crate::object::policy::{self, Origin};
@@ -157,11 +158,26 @@ impl Module {
         if !key.flag(use_.attribute()) {
             return Err(rv(CKR_KEY_FUNCTION_NOT_PERMITTED));
         }
-        if !has_key_material(key) {
+        if !has_key_material(key) && self.service_key(session, &found).is_none() {
             // The value is sealed and this process holds no token key.
             return Err(rv(CKR_USER_NOT_LOGGED_IN));
         }
         Ok(found)
+    }
+
+    /// The backend's id of `found` when the key's secret half stays in a key service.
+    fn service_key(&self, session: &Session, found: &Found) -> Option<ObjectId> {
+        let id = found.token_id()?;
+        let slot = self.slot(session.slot_id).ok()?;
+        slot.backend.is_service_key(id).then_some(id)
+    }
+
+    /// Starts a cipher with `found`: in its key service, or locally.
+    fn key_cipher(&self, session: &Session, found: &Found, mechanism: &Mechanism, encrypt: bool) -> Result<Box<dyn mechanism::Cipher>> {
+        match self.service_key(session, found) {
+            Some(id) => self.slot(session.slot_id)?.backend.service_cipher(id, mechanism, encrypt),
+            None => start_cipher(mechanism, &found.object, encrypt),
+        }
     }
 
     fn with_session<T>(&self, handle: CK_SESSION_HANDLE, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
@@ -205,7 +221,7 @@ impl Module {
                 return self.remote_cipher_init(session, mechanism, id, encrypt);
             }
             let found = self.usable_key(session, key, mechanism, use_)?;
-            let mut pending = Pending::new(start_cipher(mechanism, &found.object, encrypt)?);
+            let mut pending = Pending::new(self.key_cipher(session, &found, mechanism, encrypt)?);
             pending.single_part = mechanism::is_single_part_only(mechanism.kind);
             pending.needs_context_login = !encrypt && found.object.flag(CKA_ALWAYS_AUTHENTICATE);
             let slot = if encrypt { &mut session.encrypt } else { &mut session.decrypt };
@@ -312,7 +328,10 @@ impl Module {
                 return self.remote_signer_init(session, mechanism, id, sign);
             }
             let found = self.usable_key(session, key, mechanism, use_)?;
-            let signer = if found.object.class() == CKO_SECRET_KEY {
+            let service = self.service_key(session, &found);
+            let signer = if let Some(id) = service.filter(|_| sign) {
+                self.slot(session.slot_id)?.backend.service_signer(id, mechanism)?
+            } else if found.object.class() == CKO_SECRET_KEY {
                 mechanism::signer(mechanism, found.object.get(CKA_VALUE).unwrap_or_default())?
             } else {
                 mechanism::asym_signer(mechanism, &found.object, sign)?
@@ -366,6 +385,13 @@ impl Module {
             if slot.backend.is_remote() {
                 return self.remote_generate_key(session, slot, mechanism, template);
             }
+            // Service keys are token objects, and private.
+            if slot.backend.keys_in_service() && template.get_bool(CKA_TOKEN)? == Some(true) {
+                self.check_writable(session, slot, true, true)?;
+            }
+            if let Some(made) = slot.backend.service_generate_key(mechanism, template) {
+                return Ok(self.objects.token_handle(slot.id, made?));
+            }
             mechanism.no_param()?;
             let key_type = entry.key_types.first().copied().ok_or(rv(CKR_MECHANISM_INVALID))?;
             let len = template.get_ulong(CKA_VALUE_LEN)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))? as usize;
@@ -402,6 +428,13 @@ impl Module {
             let slot = self.slot(session.slot_id)?;
             if slot.backend.is_remote() {
                 return self.remote_generate_key_pair(session, slot, mechanism, public_template, private_template);
+            }
+            if slot.backend.keys_in_service() && private_template.get_bool(CKA_TOKEN)? == Some(true) {
+                self.check_writable(session, slot, true, true)?;
+            }
+            if let Some(made) = slot.backend.service_generate_key_pair(mechanism, public_template, private_template) {
+                let (public, private) = made?;
+                return Ok((self.objects.token_handle(slot.id, public), self.objects.token_handle(slot.id, private)));
             }
             let key_type = entry.key_types.first().copied().ok_or(rv(CKR_MECHANISM_INVALID))?;
             let parts = mechanism::generate_key_pair(mechanism, public_template, private_template)?;
@@ -516,7 +549,7 @@ impl Module {
                 CKO_SECRET_KEY => Zeroizing::new(target.get(CKA_VALUE).unwrap_or_default().to_vec()),
                 _ => mechanism::private_key_to_pkcs8(target)?,
             };
-            let mut cipher = start_cipher(mechanism, &wrapping.object, true)?;
+            let mut cipher = self.key_cipher(session, &wrapping, mechanism, true)?;
             let wrapped = cipher.once(&value).map_err(wrap_error)?;
             Ok(deliver(&wrapped, out)?.0)
         })
@@ -538,7 +571,7 @@ impl Module {
                 _ => e,
             })?;
             let class = template.get_ulong(CKA_CLASS)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))?;
-            let mut cipher = start_cipher(mechanism, &unwrapping.object, false)?;
+            let mut cipher = self.key_cipher(session, &unwrapping, mechanism, false)?;
             let value = cipher.once(wrapped).map_err(unwrap_error)?;
             let implied = match class {
                 CKO_SECRET_KEY => {

@@ -17,6 +17,9 @@ use parking_lot::RwLock;
 
 use crate::config::{self, SlotKind};
 use crate::error::{rv, Result};
+use crate::backend::aws_kms::AwsKms;
+use crate::backend::cloud::CloudToken;
+use crate::backend::vault_transit::VaultTransit;
 use crate::backend::pkcs11::Pkcs11Token;
 use crate::backend::soft::{SoftConfig, SoftToken};
 use crate::backend::Backend;
@@ -99,6 +102,22 @@ pub fn initialize() -> Result<()> {
             // only, not the whole module.
             SlotKind::Pkcs11(forward) => match Pkcs11Token::open(forward, &cfg.label) {
                 Ok(token) => Box::new(token),
+                Err(e) => {
+                    tracing::error!("slot {}: left out: {e}", cfg.id);
+                    continue;
+                }
+            },
+            // Built without a request to the service: C_Initialize stays fast and works
+            // while the service is unreachable.
+            SlotKind::AwsKms(aws) => match AwsKms::new(aws) {
+                Ok(service) => Box::new(CloudToken::new(&cfg.label, Arc::new(service), &aws.cloud)),
+                Err(e) => {
+                    tracing::error!("slot {}: left out: {e}", cfg.id);
+                    continue;
+                }
+            },
+            SlotKind::VaultTransit(vault) => match VaultTransit::new(vault) {
+                Ok(service) => Box::new(CloudToken::new(&cfg.label, Arc::new(service), &vault.cloud)),
                 Err(e) => {
                     tracing::error!("slot {}: left out: {e}", cfg.id);
                     continue;

@@ -56,7 +56,7 @@ impl ObjectTable {
         self.next.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    fn token_handle(&self, slot_id: CK_SLOT_ID, id: ObjectId) -> CK_OBJECT_HANDLE {
+    pub(super) fn token_handle(&self, slot_id: CK_SLOT_ID, id: ObjectId) -> CK_OBJECT_HANDLE {
         if let Some(h) = self.token_handles.read().get(&(slot_id, id)) {
             return *h;
         }
@@ -178,6 +178,14 @@ impl Found {
     pub fn is_token(&self) -> bool {
         matches!(self.entry.location, Location::Token { .. })
     }
+
+    /// The backend's id of a token object.
+    pub fn token_id(&self) -> Option<ObjectId> {
+        match self.entry.location {
+            Location::Token { id, .. } => Some(id),
+            _ => None,
+        }
+    }
 }
 
 impl Module {
@@ -228,7 +236,7 @@ impl Module {
     }
 
     /// Checks the session may write an object with these properties.
-    fn check_writable(&self, session: &Session, slot: &Slot, token: bool, private: bool) -> Result<()> {
+    pub(super) fn check_writable(&self, session: &Session, slot: &Slot, token: bool, private: bool) -> Result<()> {
         if token && !session.read_write {
             return Err(rv(CKR_SESSION_READ_ONLY));
         }

@@ -59,7 +59,8 @@ impl Slot {
             };
             offered.into_iter().filter(|k| !digest_only(k) || crate::mechanism::digest::digest_len(*k).is_some()).collect()
         } else {
-            crate::mechanism::MECHANISMS.iter().map(|m| m.kind).filter(|k| offered.contains(k)).collect()
+            let known = crate::mechanism::MECHANISMS.iter().chain(crate::mechanism::SERVICE_MECHANISMS);
+            known.map(|m| m.kind).filter(|k| offered.contains(k)).collect()
         };
         Self {
             id,

@@ -572,6 +572,28 @@ pub fn complete_key(object: &mut Object) -> Result<()> {
     Ok(())
 }
 
+/// The key type and public-key attributes (`CKA_MODULUS`… or `CKA_EC_PARAMS`, `CKA_EC_POINT`,
+/// and `CKA_PUBLIC_KEY_INFO`) of a DER SubjectPublicKeyInfo, as a key service reports it.
+pub fn public_key_from_spki(der: &[u8]) -> Result<(CK_KEY_TYPE, AttributeTemplate)> {
+    use spki::DecodePublicKey;
+    if let Ok(key) = p256::PublicKey::from_public_key_der(der) {
+        return Ok((CKK_EC, p256_public_attrs(&key)?));
+    }
+    if let Ok(key) = ed25519_dalek::VerifyingKey::from_public_key_der(der) {
+        return Ok((CKK_EC_EDWARDS, ed25519_public_attrs(&key)?));
+    }
+    if let Ok(key) = rsa::PublicKey::from_public_key_der(der) {
+        rsa_check_size(key.n().bit_width() as usize)?;
+        return Ok((CKK_RSA, rsa_public_attrs(&key)?));
+    }
+    Err(rv(CKR_DEVICE_ERROR))
+}
+
+/// Checks that `params` (`CKA_EC_PARAMS`) names the curve keys of `key_type` use here.
+pub fn check_curve(params: Option<&[u8]>, key_type: CK_KEY_TYPE) -> Result<()> {
+    object_curve(params, key_type).map(|_| ())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Key-pair generation
 

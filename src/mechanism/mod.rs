@@ -245,8 +245,16 @@ pub static MECHANISMS: &[MechanismEntry] = &[
     m(CKM_EDDSA, 255, 255, SIGN | EDWARDS_CAPS, EDWARDS),
 ];
 
+/// keyfront's vendor mechanism (include/keyfront.h): encrypt, decrypt, wrap or unwrap with a
+/// secret key that stays in a key service; the ciphertext is the service's own blob. No local
+/// key can do it, so soft slots do not offer it.
+pub const CKM_KEYFRONT_KMS_WRAP: CK_MECHANISM_TYPE = CKM_VENDOR_DEFINED | 0x4b46_0001;
+
+/// The cloud slots' own mechanism, in the table's form.
+pub static SERVICE_MECHANISMS: &[MechanismEntry] = &[m(CKM_KEYFRONT_KMS_WRAP, 32, 32, ENC | WRAP, AES)];
+
 pub fn entry(kind: CK_MECHANISM_TYPE) -> Result<&'static MechanismEntry> {
-    MECHANISMS.iter().find(|e| e.kind == kind).ok_or(rv(CKR_MECHANISM_INVALID))
+    MECHANISMS.iter().chain(SERVICE_MECHANISMS).find(|e| e.kind == kind).ok_or(rv(CKR_MECHANISM_INVALID))
 }
 
 /// Starts an encryption (`encrypt` true) or decryption with a secret key's value.
