@@ -1,0 +1,1 @@
+//! LocalStack-backed tests (written next).
