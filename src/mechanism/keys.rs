@@ -700,7 +700,12 @@ pub fn generate_key_pair(
             generation_params(public_template, private_template, Curve::P256, false)?;
             use p256::elliptic_curve::Generate;
             let key = p256::SecretKey::try_generate_from_rng(&mut SysRng).map_err(|_| rv(CKR_FUNCTION_FAILED))?;
-            Ok(KeyPairParts { public: p256_public_attrs(&key.public_key())?, private: p256_private_attrs(&key)? })
+            // One scalar multiplication for both halves.
+            let public = p256_public_attrs(&key.public_key())?;
+            let mut private = AttributeTemplate::new().with(CKA_EC_PARAMS, P256_PARAMS);
+            private.attrs.push((CKA_VALUE, p256_scalar(&key)));
+            private.push(CKA_PUBLIC_KEY_INFO, public.get(CKA_PUBLIC_KEY_INFO).unwrap_or_default().to_vec());
+            Ok(KeyPairParts { public, private })
         }
         CKM_EC_EDWARDS_KEY_PAIR_GEN => {
             generation_params(public_template, private_template, Curve::Ed25519, true)?;

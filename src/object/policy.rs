@@ -417,7 +417,12 @@ fn finish_key_pair_half(object: &mut Object, origin: Origin) -> Result<()> {
     if !supported_key_type(object.class(), key_type) {
         return Err(rv(CKR_ATTRIBUTE_VALUE_INVALID));
     }
-    crate::mechanism::complete_key(object)?;
+    // Generated EC and Ed25519 keys come out of the mechanism complete and normalised;
+    // checking them again would redo the public-key computation (most of a P-256 key
+    // generation's time). RSA still passes: it normalises the caller's exponent spelling.
+    if origin != Origin::Generate || key_type == CKK_RSA {
+        crate::mechanism::complete_key(object)?;
+    }
     set_origin_attributes(object, origin);
     Ok(())
 }
