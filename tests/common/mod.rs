@@ -186,6 +186,9 @@ impl Fx {
             std::env::set_var("KEYFRONT_CONFIG", &cfg);
             return Fx { p11: load_and_init(), config: cfg.into(), slots: vec![], next: AtomicUsize::new(0), _dir: None };
         }
+        if SOFT_ONLY.contains(&env!("CARGO_CRATE_NAME")) && !matches!(std::env::var("KEYFRONT_TEST_BACKEND").as_deref(), Err(_) | Ok("") | Ok("soft")) {
+            skip_note("this binary tests keyfront's soft token (or builds its own slots): KEYFRONT_TEST_BACKEND ignored");
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let slots: Vec<SlotCfg> = (0..N_SLOTS)
             .map(|i| SlotCfg {
@@ -246,7 +249,15 @@ impl Backend {
     }
 }
 
+/// Test binaries about keyfront's soft token itself (its files, crash and fault handling,
+/// processes sharing a token file, fork) or about forwarding (tests/forward.rs builds its
+/// own slots): they run soft slots whatever KEYFRONT_TEST_BACKEND says.
+const SOFT_ONLY: &[&str] = &["crash", "faults", "fork", "load", "multiprocess", "forward"];
+
 pub fn backend() -> Backend {
+    if SOFT_ONLY.contains(&env!("CARGO_CRATE_NAME")) {
+        return Backend::Soft;
+    }
     match std::env::var("KEYFRONT_TEST_BACKEND").as_deref() {
         Err(_) | Ok("") | Ok("soft") => Backend::Soft,
         Ok("softhsm2") => Backend::SoftHsm2,
@@ -264,6 +275,43 @@ pub fn skip_note(why: &str) {
 }
 
 pub const SOFTHSM2_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// SoftHSM2's own function list (forwarded backend only), for comparing what keyfront
+/// passes on with what the vendor says: the same loaded and initialised instance keyfront
+/// forwards to (`dlopen` of the same path gives the same handle).
+pub fn vendor() -> &'static CK_FUNCTION_LIST {
+    assert!(backend().is_forwarded(), "vendor(): the soft backend has no vendor module");
+    static F: OnceLock<CK_FUNCTION_LIST> = OnceLock::new();
+    F.get_or_init(|| {
+        fx();
+        let lib = unsafe { cryptoki_sys::Pkcs11::new(SOFTHSM2_MODULE) }.expect("dlopen SoftHSM2");
+        let mut p: *mut CK_FUNCTION_LIST = ptr::null_mut();
+        assert_rv(unsafe { lib.C_GetFunctionList(&mut p) }, CKR_OK);
+        let list = unsafe { *p };
+        std::mem::forget(lib);
+        list
+    })
+}
+
+/// The SoftHSM2 slot behind keyfront slot `slot` (forwarded backend): the one whose token
+/// has the serial number keyfront reports.
+pub fn vendor_slot(slot: CK_SLOT_ID) -> CK_SLOT_ID {
+    let serial = token_info(slot).expect("C_GetTokenInfo").serialNumber;
+    let f = vendor();
+    let mut n: CK_ULONG = 0;
+    assert_rv(unsafe { f.C_GetSlotList.unwrap()(CK_TRUE, ptr::null_mut(), &mut n) }, CKR_OK);
+    let mut slots = vec![0; n as usize];
+    assert_rv(unsafe { f.C_GetSlotList.unwrap()(CK_TRUE, slots.as_mut_ptr(), &mut n) }, CKR_OK);
+    slots.truncate(n as usize);
+    slots
+        .into_iter()
+        .find(|&v| {
+            let mut info = CK_TOKEN_INFO::default();
+            let code = unsafe { f.C_GetTokenInfo.unwrap()(v, &mut info) };
+            code == CKR_OK && info.serialNumber == serial
+        })
+        .unwrap_or_else(|| panic!("no SoftHSM2 token with serial {:?}", trimmed(&serial)))
+}
 
 /// Creates one SoftHSM2 token per slot (label = the slot's label, SO PIN and user PIN as
 /// `setup_token` sets them) under `dir/softhsm`, sets `SOFTHSM2_CONF`, and returns the
