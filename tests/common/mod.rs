@@ -369,6 +369,55 @@ fn softhsm2_slots(dir: &Path, slots: &[SlotCfg]) -> String {
         .collect()
 }
 
+/// An RW session of SoftHSM2's own on the token behind keyfront slot `slot` (forwarded
+/// backend). Login state is per application, so it is logged in as keyfront's sessions are.
+pub fn vendor_session(slot: CK_SLOT_ID) -> CK_SESSION_HANDLE {
+    let mut h = CK_INVALID_HANDLE;
+    let code = unsafe {
+        vendor().C_OpenSession.unwrap()(vendor_slot(slot), CKF_SERIAL_SESSION | CKF_RW_SESSION, ptr::null_mut(), None, &mut h)
+    };
+    assert_rv(code, CKR_OK);
+    h
+}
+
+/// SoftHSM2's own C_CreateObject on a `vendor_session`.
+pub fn vendor_create(vs: CK_SESSION_HANDLE, a: &[Attr]) -> R<CK_OBJECT_HANDLE> {
+    let mut t = raw_tmpl(a);
+    let mut h = CK_INVALID_HANDLE;
+    rv(unsafe { vendor().C_CreateObject.unwrap()(vs, t.as_mut_ptr(), t.len() as CK_ULONG, &mut h) })?;
+    Ok(h)
+}
+
+/// SoftHSM2's own C_GenerateKey on a `vendor_session`.
+pub fn vendor_gen_key(vs: CK_SESSION_HANDLE, m: &Mech, a: &[Attr]) -> R<CK_OBJECT_HANDLE> {
+    let mut t = raw_tmpl(a);
+    let mut h = CK_INVALID_HANDLE;
+    m.with(|mp| rv(unsafe { vendor().C_GenerateKey.unwrap()(vs, mp, t.as_mut_ptr(), t.len() as CK_ULONG, &mut h) }))?;
+    Ok(h)
+}
+
+/// `what` got the same result through keyfront (`ours`, on keyfront session `s`) as from
+/// SoftHSM2 directly (`theirs`, on vendor session `vs`): both made an object (both are
+/// destroyed again) or both failed with the same code. A mismatch is described, not panicked
+/// on, so that a test can list every one.
+pub fn same_as_vendor(
+    what: &str,
+    (s, ours): (CK_SESSION_HANDLE, R<CK_OBJECT_HANDLE>),
+    (vs, theirs): (CK_SESSION_HANDLE, R<CK_OBJECT_HANDLE>),
+) -> Option<String> {
+    if let Ok(h) = ours {
+        destroy(s, h).expect("destroy keyfront's object");
+    }
+    if let Ok(h) = theirs {
+        assert_rv(unsafe { vendor().C_DestroyObject.unwrap()(vs, h) }, CKR_OK);
+    }
+    match (ours, theirs) {
+        (Ok(_), Ok(_)) => None,
+        (Err(a), Err(b)) if a == b => None,
+        (a, b) => Some(format!("{what}: keyfront {:?}, SoftHSM2 {:?}", a.map(drop), b.map(drop))),
+    }
+}
+
 /// C_InitToken + C_InitPIN on `slot`; leaves no session open.
 pub fn setup_token(slot: CK_SLOT_ID, label: &str) {
     init_token(slot, SO_PIN, label).expect("C_InitToken");
