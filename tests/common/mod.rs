@@ -276,6 +276,17 @@ pub fn skip_note(why: &str) {
 
 pub const SOFTHSM2_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
+/// The code a call must return: `soft` on keyfront's soft token, `softhsm2` through a
+/// forwarding slot, where it is SoftHSM2's own code passed on unchanged (for the cases the
+/// specification leaves to the token, or where SoftHSM2 answers with another code).
+pub fn by_backend(soft: CK_RV, softhsm2: CK_RV) -> CK_RV {
+    if backend().is_soft() {
+        soft
+    } else {
+        softhsm2
+    }
+}
+
 /// SoftHSM2's own function list (forwarded backend only), for comparing what keyfront
 /// passes on with what the vendor says: the same loaded and initialised instance keyfront
 /// forwards to (`dlopen` of the same path gives the same handle).
