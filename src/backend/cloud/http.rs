@@ -133,6 +133,10 @@ impl HttpClient {
 
     fn once(&self, request: Request, left: Duration) -> std::result::Result<Reply, Failure> {
         let mut request = request;
+        // HTTP/1.1 keeps connections by default, but some servers (LocalStack's gateway)
+        // close each one unless asked: one signature should be one request, not a new TCP
+        // (and TLS) connection too.
+        request.headers_mut().entry(http::header::CONNECTION).or_insert(http::HeaderValue::from_static("keep-alive"));
         // The agent's own timeout covers one attempt; the call's deadline may be nearer.
         if left < self.policy.timeout {
             request = self.agent.configure_request(request).timeout_global(Some(left)).build();
@@ -246,6 +250,39 @@ mod tests {
         let reply = client.send("Get", true, || get(&addr), is_throttled_or_5xx).unwrap();
         assert_eq!(reply.status, 400);
         assert_eq!(server.join().unwrap(), 1);
+    }
+
+    /// Two calls, one connection: the server accepts a single connection and answers two
+    /// requests on it.
+    #[test]
+    fn calls_share_a_kept_alive_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut served = 0;
+            let mut pending = Vec::new();
+            let mut buf = [0u8; 4096];
+            while served < 2 {
+                let n = conn.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                    pending.drain(..end + 4);
+                    served += 1;
+                    write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok").unwrap();
+                }
+            }
+            served
+        });
+        let client = HttpClient::new("test", None, RetryPolicy::new(0, 3_000)).unwrap();
+        for _ in 0..2 {
+            let reply = client.send("Get", true, || get(&addr), is_throttled_or_5xx).unwrap();
+            assert_eq!((reply.status, reply.body.as_slice()), (200, &b"ok"[..]));
+        }
+        assert_eq!(server.join().unwrap(), 2);
     }
 
     #[test]
