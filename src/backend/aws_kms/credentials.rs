@@ -310,10 +310,10 @@ impl Provider {
             "AssumeRoleWithWebIdentity",
             true,
             || {
-                Ok(ureq::http::Request::post(url.as_str())
+                ureq::http::Request::post(url.as_str())
                     .header("content-type", "application/x-www-form-urlencoded")
                     .body(form.as_bytes().to_vec())
-                    .map_err(|e| Error::Internal(e.to_string()))?)
+                    .map_err(|e| Error::Internal(e.to_string()))
             },
             is_throttled_or_5xx,
         )?;

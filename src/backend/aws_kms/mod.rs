@@ -38,6 +38,8 @@ const MAX_PLAINTEXT: usize = 4096;
 const MAX_CIPHERTEXT: usize = 6144;
 /// How many DescribeKey/GetPublicKey/ListResourceTags requests run at once while listing.
 const LIST_WORKERS: usize = 4;
+/// The most pages one listing reads (ListKeys pages hold up to 1000 keys).
+const MAX_PAGES: usize = 1000;
 
 pub struct AwsKms {
     api: Api,
@@ -89,9 +91,13 @@ impl AwsKms {
     }
 
     /// Every page of a listing call: `field`'s items of each page, following `NextMarker`.
+    /// A marker seen before, or more than `MAX_PAGES` pages, ends the listing with an error
+    /// rather than a loop (LocalStack restarts from the first page on a marker it does not
+    /// know).
     fn paged(&self, op: &str, request: Value, field: &str) -> Result<Vec<Value>> {
         let mut items = Vec::new();
         let mut request = request;
+        let mut markers = std::collections::HashSet::new();
         loop {
             let mut page = self.call(op, request.clone(), true)?;
             if let Some(Value::Array(found)) = page.get_mut(field).map(Value::take) {
@@ -99,6 +105,9 @@ impl AwsKms {
             }
             match page.get("NextMarker").and_then(Value::as_str) {
                 Some(marker) if page.get("Truncated").and_then(Value::as_bool) == Some(true) => {
+                    if !markers.insert(marker.to_string()) || markers.len() > MAX_PAGES {
+                        return Err(Error::Service { rv: CKR_DEVICE_ERROR, message: format!("aws-kms {op}: the pages do not end") });
+                    }
                     request["Marker"] = json!(marker);
                 }
                 _ => return Ok(items),
