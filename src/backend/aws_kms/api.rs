@@ -69,11 +69,7 @@ pub fn kms_request(
     time: SystemTime,
 ) -> Result<Request> {
     let headers = [("content-type", CONTENT_TYPE), ("x-amz-target", target)];
-    let mut request = signed_post(&format!("{url}/"), &headers, body, payload_hash, credentials, region, "kms", time)?;
-    // HTTP/1.1 keeps connections by default, but some servers (LocalStack) close each one
-    // unless asked. Not signed: proxies may drop it.
-    request.headers_mut().insert("connection", ureq::http::HeaderValue::from_static("keep-alive"));
-    Ok(request)
+    signed_post(&format!("{url}/"), &headers, body, payload_hash, credentials, region, "kms", time)
 }
 
 /// A POST request with `headers` and `body`, signed with SigV4 in the `Authorization` header
