@@ -121,8 +121,9 @@ struct SharedFiles {
     config: (PathBuf, Sections),
 }
 
-/// INI sections: name → key → value.
-type Sections = HashMap<String, HashMap<String, String>>;
+/// INI sections: name → key → value. Values may be secrets: wiped when dropped.
+type Sections = HashMap<String, Settings>;
+type Settings = HashMap<String, Zeroizing<String>>;
 
 enum ProfileCredentials {
     Found(Source),
@@ -151,7 +152,7 @@ impl SharedFiles {
     }
 
     /// The profile's settings, the credentials file winning over the config file.
-    fn settings(&self, name: &str) -> Option<HashMap<String, String>> {
+    fn settings(&self, name: &str) -> Option<Settings> {
         let in_config = if name == "default" {
             self.config.1.get("default").or_else(|| self.config.1.get("profile default"))
         } else {
@@ -168,17 +169,17 @@ impl SharedFiles {
 
     fn profile(&self, name: &str, sts_endpoint: &str, session_name: &str) -> ProfileCredentials {
         let Some(mut settings) = self.settings(name) else { return ProfileCredentials::Missing };
-        let take = |s: &mut HashMap<String, String>, k: &str| s.remove(k).filter(|v| !v.is_empty());
+        let take = |s: &mut Settings, k: &str| s.remove(k).filter(|v| !v.is_empty());
         if let (Some(id), Some(secret)) = (take(&mut settings, "aws_access_key_id"), take(&mut settings, "aws_secret_access_key")) {
             let token = take(&mut settings, "aws_session_token");
-            let credentials = Credentials::new(id, secret, token, None, "profile");
+            let credentials = Credentials::new(id.as_str(), secret.as_str(), token.map(|t| t.to_string()), None, "profile");
             return ProfileCredentials::Found(Source::Fixed { credentials, from: format!("profile {name}") });
         }
         if let (Some(token_file), Some(role_arn)) = (take(&mut settings, "web_identity_token_file"), take(&mut settings, "role_arn")) {
-            let session_name = take(&mut settings, "role_session_name").unwrap_or_else(|| session_name.to_string());
+            let session_name = take(&mut settings, "role_session_name").map_or_else(|| session_name.to_string(), |n| n.to_string());
             return ProfileCredentials::Found(Source::WebIdentity(WebIdentity {
-                token_file: token_file.into(),
-                role_arn,
+                token_file: token_file.as_str().into(),
+                role_arn: role_arn.to_string(),
                 session_name,
                 sts_endpoint: sts_endpoint.to_string(),
             }));
@@ -214,7 +215,7 @@ pub fn parse_ini(text: &str) -> Sections {
             continue;
         }
         let (Some(section), Some((key, value))) = (&current, line.split_once('=')) else { continue };
-        sections.get_mut(section).expect("section entered").insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+        sections.get_mut(section).expect("section entered").insert(key.trim().to_ascii_lowercase(), Zeroizing::new(value.trim().to_string()));
     }
     sections
 }
@@ -527,13 +528,13 @@ aws_access_key_id = AKIDOVERRIDDEN
     #[test]
     fn ini_sections_keys_and_comments() {
         let s = parse_ini(CONFIG);
-        assert_eq!(s["default"]["region"], "eu-west-1");
+        assert_eq!(s["default"]["region"].as_str(), "eu-west-1");
         assert!(!s["default"].contains_key("max_concurrent_requests"), "nested lines are skipped");
-        assert_eq!(s["profile cfgonly"]["aws_access_key_id"], "AKIDCFG");
+        assert_eq!(s["profile cfgonly"]["aws_access_key_id"].as_str(), "AKIDCFG");
         let c = parse_ini(CREDENTIALS);
-        assert_eq!(c["default"]["aws_secret_access_key"], "secret/default+key");
-        assert_eq!(c["work"]["aws_session_token"], "tokenwork");
-        assert_eq!(parse_ini("[ profile   spaced ]\nk = v = w\n")["profile spaced"]["k"], "v = w");
+        assert_eq!(c["default"]["aws_secret_access_key"].as_str(), "secret/default+key");
+        assert_eq!(c["work"]["aws_session_token"].as_str(), "tokenwork");
+        assert_eq!(parse_ini("[ profile   spaced ]\nk = v = w\n")["profile spaced"]["k"].as_str(), "v = w");
     }
 
     #[test]
