@@ -161,7 +161,16 @@ impl AwsKms {
         }
         let public_key_der = match spec {
             KeySpec::Aes256 => None,
-            _ => Some(self.public_key(&meta.key_id)?),
+            _ => match self.public_key(&meta.key_id) {
+                Ok(der) => Some(der),
+                // AWS gives no public key of a disabled key; one fetched while it was
+                // enabled is cached, else the key cannot be shown.
+                Err(e) if !enabled && matches!(error_name(&e), Some("DisabledException" | "KMSInvalidStateException")) => {
+                    tracing::debug!("aws-kms: disabled key {} left out of the list: {e}", meta.key_id);
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            },
         };
         Ok(Some(RemoteKey {
             key_ref: meta.key_id.clone(),

@@ -397,3 +397,16 @@ fn a_marker_seen_twice_ends_the_listing() {
     let (kms, _server) = canned_service(vec![(200, page.clone()), (200, page)]);
     assert_eq!(rv_of(kms.paged("ListAliases", json!({"Limit": 100}), "Aliases")), CKR_DEVICE_ERROR);
 }
+
+#[test]
+fn a_disabled_key_without_its_public_key_is_left_out() {
+    let meta = r#"{"KeyMetadata":{"KeyId":"k1","KeySpec":"ECC_NIST_P256","KeyUsage":"SIGN_VERIFY","KeyState":"Disabled","KeyManager":"CUSTOMER"}}"#;
+    let (kms, server) = canned_service(vec![
+        (200, r#"{"Keys":[{"KeyId":"k1"}]}"#.into()),
+        (200, r#"{"Aliases":[]}"#.into()),
+        (200, meta.into()),
+        (400, r#"{"__type":"DisabledException","message":"k1 is disabled."}"#.into()),
+    ]);
+    assert_eq!(kms.list_keys().unwrap(), vec![]);
+    assert_eq!(server.join().unwrap().len(), 4);
+}
