@@ -151,10 +151,10 @@ impl AwsKms {
     }
 
     /// The `RemoteKey` of a described key, or `None` when the slot does not show it (kind,
-    /// state, filters).
-    fn remote_key(&self, meta: &Metadata, alias: Option<&str>) -> Result<Option<RemoteKey>> {
+    /// state, and with `check_tag` the tag filter).
+    fn remote_key(&self, meta: &Metadata, alias: Option<&str>, check_tag: bool) -> Result<Option<RemoteKey>> {
         let Some((spec, sign, decrypt, enabled)) = meta.usable() else { return Ok(None) };
-        if let Some((k, v)) = &self.tag {
+        if let (Some((k, v)), true) = (&self.tag, check_tag) {
             if !self.tagged(&meta.key_id, k, v)? {
                 return Ok(None);
             }
@@ -189,7 +189,7 @@ impl AwsKms {
     /// listing, or whose key policy keeps this caller out, is left out rather than failing
     /// the whole list.
     fn list_one(&self, key_id: &str, alias: Option<&str>) -> Result<Option<RemoteKey>> {
-        let outcome = self.describe_key(key_id).and_then(|meta| self.remote_key(&meta, alias));
+        let outcome = self.describe_key(key_id).and_then(|meta| self.remote_key(&meta, alias, true));
         match outcome {
             Err(e) if matches!(error_name(&e), Some("NotFoundException" | "AccessDeniedException")) => {
                 tracing::debug!("aws-kms: key {key_id} left out of the list: {e}");
@@ -362,7 +362,8 @@ impl KeyService for AwsKms {
                 return Err(e);
             }
         }
-        let key = self.on_new_key(|| self.remote_key(&meta, alias.as_deref()))?;
+        // Made with the slot's tag: no need to ask for it.
+        let key = self.on_new_key(|| self.remote_key(&meta, alias.as_deref(), false))?;
         key.ok_or_else(|| Error::Service {
             rv: CKR_DEVICE_ERROR,
             message: format!("aws-kms: the new key {} is not a {key_spec} {key_usage} key", meta.key_id),
