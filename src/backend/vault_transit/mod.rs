@@ -282,18 +282,20 @@ impl KeyService for VaultTransit {
         }
         let call = format!("CreateKey {name}");
         let reply = self.api.post(&call, &format!("keys/{name}"), &json!({ "type": vault_type }))?;
-        let info = if reply.status == 204 {
-            // Vault (unlike OpenBao) answers a create with no body.
-            None
-        } else {
-            Some(keys::parse_key_info(&self.api.data(&call, Op::Create, reply)?)?)
-        };
-        let info = match info {
-            Some(info) => info,
-            None => {
+        if !reply.is_success() {
+            return Err(self.api.failure(&call, Op::Create, &reply));
+        }
+        // OpenBao answers with the key as a read shows it; Vault versions answer 204 and no
+        // body: read it then.
+        let info = match self.api.data(&call, Op::Create, reply) {
+            Ok(data) => keys::parse_key_info(&data)?,
+            Err(_) => {
                 self.read_key(&name)?.ok_or_else(|| self.service_error(CKR_DEVICE_ERROR, &format!("{call}: key gone after creation")))?
             }
         };
+        if keys::spec_of(&info.vault_type) != Some(request.spec) {
+            return Err(self.service_error(CKR_DEVICE_ERROR, &format!("{call}: made a {} key", info.vault_type)));
+        }
         tracing::info!(service = %self.api.name, key = %name, r#type = vault_type, "vault transit: key created");
         self.newest(&info)
     }

@@ -165,6 +165,29 @@ fn forbidden_is_the_token_or_the_policy() {
 }
 
 #[test]
+fn a_create_answered_without_a_body_reads_the_key() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const ED25519_B64: &str = "NC0FPKeVeRln6jXYsWNC2AHYDAFpIzaG0HRHotNcSeU=";
+    let reads = AtomicUsize::new(0);
+    let (address, seen) = canned(3, move |line| {
+        if line.starts_with("POST") {
+            (204, String::new())
+        } else if reads.fetch_add(1, Ordering::SeqCst) == 0 {
+            (404, r#"{"errors":[]}"#.into())
+        } else {
+            let data = json!({"name": "made", "type": "ed25519", "latest_version": 1, "min_decryption_version": 1,
+                "keys": {"1": {"public_key": ED25519_B64}}});
+            (200, json!({ "data": data }).to_string())
+        }
+    });
+    let (service, _dir) = make_service(&address, "transit", None, Some("t"));
+    let made = service.create_key(&NewKey { spec: KeySpec::Ed25519, sign: true, label: Some("made".into()) }).unwrap();
+    assert_eq!((made.label.as_str(), made.version, made.id.as_slice()), ("made", Some(1), &b"made:v1"[..]));
+    let lines: Vec<String> = seen.lock().unwrap().iter().map(|s| s.request_line.clone()).collect();
+    assert_eq!(lines, ["GET /v1/transit/keys/made HTTP/1.1", "POST /v1/transit/keys/made HTTP/1.1", "GET /v1/transit/keys/made HTTP/1.1"]);
+}
+
+#[test]
 fn checks_made_before_any_request() {
     // Nothing listens: each of these must fail before trying to connect.
     let (service, _dir) = make_service("http://127.0.0.1:9", "transit", None, Some("t"));
