@@ -50,7 +50,15 @@ pub struct CloudToken {
     ids: Mutex<HashMap<(String, Option<u32>, Half), ObjectId>>,
     /// Changes whenever the key list changed: the core rereads objects then.
     generation: AtomicU64,
+    /// Counts the keys this token made or removed: a list fetched while one was made is not
+    /// taken as fresh (it may lack the new key).
+    changes: AtomicU64,
+    /// Keys this token made in the last `RECENT`: kept in fetched lists that lack them yet
+    /// (a service's listing may lag behind its creates: AWS KMS is eventually consistent).
+    recent: Mutex<Vec<(RemoteKey, Instant)>>,
 }
+
+const RECENT: Duration = Duration::from_secs(120);
 
 impl CloudToken {
     pub fn new(label: &str, service: Arc<dyn KeyService>, config: &CloudSlotConfig) -> Self {
@@ -63,6 +71,8 @@ impl CloudToken {
             refreshing: Mutex::new(()),
             ids: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(1),
+            changes: AtomicU64::new(0),
+            recent: Mutex::new(Vec::new()),
         }
     }
 
@@ -85,8 +95,9 @@ impl CloudToken {
         if latest.fetched.is_some_and(|at| at.elapsed() < self.refresh_interval) {
             return Ok(latest);
         }
+        let changes = self.changes.load(Ordering::Acquire);
         match self.service.list_keys() {
-            Ok(keys) => Ok(self.replace_list(keys)),
+            Ok(keys) => Ok(self.replace_list(keys, changes)),
             Err(e) if latest.fetched.is_some() => {
                 tracing::warn!(slot = %self.label, service = %self.service.describe(), "key list not refreshed, using the last one: {e}");
                 Ok(latest)
@@ -95,20 +106,49 @@ impl CloudToken {
         }
     }
 
-    fn replace_list(&self, keys: Vec<RemoteKey>) -> Arc<KeyList> {
+    /// Installs a fetched list; `changes` is the count of this token's own changes when the
+    /// fetch began. A list that may predate one of them is used, but fetched again next time.
+    fn replace_list(&self, mut keys: Vec<RemoteKey>, changes: u64) -> Arc<KeyList> {
+        {
+            let mut recent = self.recent.lock();
+            recent.retain(|(_, at)| at.elapsed() < RECENT);
+            for (made, _) in recent.iter() {
+                if !keys.iter().any(|k| k.key_ref == made.key_ref && k.version == made.version) {
+                    keys.push(made.clone());
+                }
+            }
+        }
         let mut list = self.list.write();
         if list.keys != keys {
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
-        let new = Arc::new(KeyList { keys, fetched: Some(Instant::now()) });
+        let current = self.changes.load(Ordering::Acquire) == changes;
+        let new = Arc::new(KeyList { keys, fetched: current.then(Instant::now) });
         *list = new.clone();
         new
     }
 
-    /// Forgets the cached list (after this token made or removed a key).
-    fn invalidate(&self) {
+    /// This token made a key (`Ok`) or removed one (`Err`): the cached list shows a new key at
+    /// once, and is fetched again before its next use.
+    fn changed(&self, key: std::result::Result<&RemoteKey, &RemoteKey>) {
+        let made = key.ok();
+        self.changes.fetch_add(1, Ordering::AcqRel);
         let mut list = self.list.write();
-        let keys = list.keys.clone();
+        let mut keys = list.keys.clone();
+        if let Err(gone) = key {
+            keys.retain(|k| k.key_ref != gone.key_ref);
+        }
+        {
+            let mut recent = self.recent.lock();
+            match key {
+                Ok(made) => recent.push((made.clone(), Instant::now())),
+                Err(gone) => recent.retain(|(k, _)| k.key_ref != gone.key_ref),
+            }
+        }
+        if let Some(key) = made {
+            keys.retain(|k| !(k.key_ref == key.key_ref && k.version == key.version));
+            keys.push(key.clone());
+        }
         *list = Arc::new(KeyList { keys, fetched: None });
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
@@ -353,7 +393,7 @@ impl Backend for CloudToken {
     fn destroy_object(&self, id: ObjectId) -> Result<()> {
         let (key, _) = self.lookup(id)?;
         self.service.delete_key(&key)?;
-        self.invalidate();
+        self.changed(Err(&key));
         Ok(())
     }
 
@@ -405,7 +445,7 @@ impl Backend for CloudToken {
             mechanism.no_param()?;
             let request = new_key_request(mechanism, &AttributeTemplate::new(), template)?;
             let key = self.service.create_key(&request)?;
-            self.invalidate();
+            self.changed(Ok(&key));
             Ok(self.object_id(&key, Half::Held))
         })())
     }
@@ -424,7 +464,7 @@ impl Backend for CloudToken {
         Some((|| {
             let request = new_key_request(mechanism, public, private)?;
             let key = self.service.create_key(&request)?;
-            self.invalidate();
+            self.changed(Ok(&key));
             Ok((self.object_id(&key, Half::Public), self.object_id(&key, Half::Held)))
         })())
     }
