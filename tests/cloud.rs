@@ -651,3 +651,53 @@ fn vault_service_down_and_back() {
 }
 
 const CKM_KEYFRONT_KMS_WRAP: CK_MECHANISM_TYPE = CKM_VENDOR_DEFINED | 0x4b46_0001;
+
+/// A service that stops answering holds up only the calls that wait for it: the other
+/// slot, and cached lookups on the same slot, go on at once.
+#[test]
+fn a_stalled_service_blocks_nothing_else() {
+    let _alone = KMS_LOCK.write();
+    let _shared = VAULT_LOCK.read();
+    let servers = cloud();
+    let s = session(AWS);
+    let label = unique("kf-test-stall-");
+    let (_, private) = gen_key_pair(
+        s,
+        &Mech::new(CKM_EC_KEY_PAIR_GEN),
+        &[ab(CKA_TOKEN, true), av(CKA_EC_PARAMS, hex(P256)), av(CKA_LABEL, &label)],
+        &[ab(CKA_TOKEN, true), ab(CKA_SIGN, true), av(CKA_LABEL, &label)],
+    )
+    .unwrap();
+    assert_eq!(find(s, &[av(CKA_LABEL, &label)]).unwrap().len(), 2);
+    servers.control("pause-kms");
+    let stalled = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let r = sign(s, &Mech::new(CKM_ECDSA), private, &[1u8; 32]);
+        (r, started.elapsed())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Meanwhile: the other slot signs, and the stalled slot's cached objects are found.
+    let started = std::time::Instant::now();
+    let v = session(VAULT);
+    let vault_label = unique("kf-meanwhile-");
+    let (public, vprivate) = gen_key_pair(
+        v,
+        &Mech::new(CKM_EC_KEY_PAIR_GEN),
+        &[ab(CKA_TOKEN, true), av(CKA_EC_PARAMS, hex(P256)), av(CKA_LABEL, &vault_label)],
+        &[ab(CKA_TOKEN, true), ab(CKA_SIGN, true), av(CKA_LABEL, &vault_label)],
+    )
+    .unwrap();
+    let sig = sign(v, &Mech::new(CKM_ECDSA), vprivate, &[3u8; 32]).unwrap();
+    verify(v, &Mech::new(CKM_ECDSA), public, &[3u8; 32], &sig).unwrap();
+    let other = open(AWS, false).unwrap();
+    assert_eq!(find(other, &[av(CKA_LABEL, &label)]).unwrap().len(), 2);
+    let meanwhile = started.elapsed();
+    let (stalled_result, stalled_for) = stalled.join().unwrap();
+    servers.control("resume-kms");
+    expect_rv(stalled_result, CKR_DEVICE_ERROR);
+    assert!(stalled_for >= std::time::Duration::from_secs(3), "the stalled call waited for its timeout ({stalled_for:?})");
+    assert!(meanwhile < stalled_for, "the rest went on while the call waited ({meanwhile:?} vs {stalled_for:?})");
+    close(other).unwrap();
+    close(v).unwrap();
+    close(s).unwrap();
+}
