@@ -142,6 +142,17 @@ fn gen_key_pair(s: CK_SESSION_HANDLE, m: &Mech, public: &[Attr], private: &[Attr
     Ok((hp, hq))
 }
 
+/// An EC P-256 signing key pair made in the service: (public, private).
+fn ec_pair(s: CK_SESSION_HANDLE, label: &str) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
+    gen_key_pair(
+        s,
+        &Mech::new(CKM_EC_KEY_PAIR_GEN),
+        &[ab(CKA_TOKEN, true), av(CKA_EC_PARAMS, hex(P256)), av(CKA_LABEL, label)],
+        &[ab(CKA_TOKEN, true), ab(CKA_SIGN, true), av(CKA_LABEL, label)],
+    )
+    .unwrap_or_else(|e| panic!("EC key pair {label}: {e:?}"))
+}
+
 /// A logged-in read-write session on `slot` (the user is logged in once per slot).
 fn session(slot: CK_SLOT_ID) -> CK_SESSION_HANDLE {
     cloud();
@@ -342,13 +353,7 @@ fn envelope(slot: CK_SLOT_ID, label: &str) {
 /// `C_DestroyObject` removes the key from the service's list (AWS: scheduled for deletion).
 fn destroy_in_service(slot: CK_SLOT_ID, label: &str) {
     let s = session(slot);
-    let (public, private) = gen_key_pair(
-        s,
-        &Mech::new(CKM_EC_KEY_PAIR_GEN),
-        &[ab(CKA_TOKEN, true), av(CKA_EC_PARAMS, hex(P256)), av(CKA_LABEL, label)],
-        &[ab(CKA_TOKEN, true), ab(CKA_SIGN, true), av(CKA_LABEL, label)],
-    )
-    .unwrap();
+    let (public, private) = ec_pair(s, &label);
     assert_eq!(find(s, &[av(CKA_LABEL, label)]).unwrap().len(), 2);
     destroy(s, private).unwrap();
     assert_eq!(find(s, &[av(CKA_LABEL, label)]).unwrap(), Vec::<CK_OBJECT_HANDLE>::new());
@@ -487,13 +492,7 @@ fn aws_service_down_and_back() {
     let servers = cloud();
     let s = session(AWS);
     let label = unique("kf-test-outage-");
-    let (_, private) = gen_key_pair(
-        s,
-        &Mech::new(CKM_EC_KEY_PAIR_GEN),
-        &[ab(CKA_TOKEN, true), av(CKA_EC_PARAMS, hex(P256)), av(CKA_LABEL, &label)],
-        &[ab(CKA_TOKEN, true), ab(CKA_SIGN, true), av(CKA_LABEL, &label)],
-    )
-    .unwrap();
+    let (_, private) = ec_pair(s, &label);
     assert_eq!(find(s, &[av(CKA_LABEL, &label)]).unwrap().len(), 2);
     servers.control("stop-kms");
     // Within the refresh interval: no request, so finding works with the service down.
@@ -504,13 +503,7 @@ fn aws_service_down_and_back() {
     servers.control("start-kms");
     // LocalStack keeps keys in memory only: the key is gone, the slot works again.
     let label = unique("kf-test-back-");
-    let (public, private) = gen_key_pair(
-        s,
-        &Mech::new(CKM_EC_KEY_PAIR_GEN),
-        &[ab(CKA_TOKEN, true), av(CKA_EC_PARAMS, hex(P256)), av(CKA_LABEL, &label)],
-        &[ab(CKA_TOKEN, true), ab(CKA_SIGN, true), av(CKA_LABEL, &label)],
-    )
-    .unwrap();
+    let (public, private) = ec_pair(s, &label);
     let sig = sign(s, &Mech::new(CKM_ECDSA), private, &[2u8; 32]).unwrap();
     verify(s, &Mech::new(CKM_ECDSA), public, &[2u8; 32], &sig).unwrap();
     close(s).unwrap();
@@ -586,13 +579,7 @@ fn vault_versions_are_separate_objects() {
     let servers = cloud();
     let s = session(VAULT_FRESH);
     let name = unique("kf-rot-");
-    let (_, _) = gen_key_pair(
-        s,
-        &Mech::new(CKM_EC_KEY_PAIR_GEN),
-        &[ab(CKA_TOKEN, true), av(CKA_EC_PARAMS, hex(P256)), av(CKA_LABEL, &name)],
-        &[ab(CKA_TOKEN, true), ab(CKA_SIGN, true), av(CKA_LABEL, &name)],
-    )
-    .unwrap();
+    let (_, _) = ec_pair(s, &name);
     // Rotated behind keyfront's back, as an operator would.
     let addr = servers.var("KEYFRONT_TEST_VAULT_ADDR");
     let token = servers.var("KEYFRONT_TEST_VAULT_TOKEN");
@@ -625,26 +612,14 @@ fn vault_service_down_and_back() {
     let servers = cloud();
     let s = session(VAULT);
     let label = unique("kf-outage-");
-    let (_, private) = gen_key_pair(
-        s,
-        &Mech::new(CKM_EC_KEY_PAIR_GEN),
-        &[ab(CKA_TOKEN, true), av(CKA_EC_PARAMS, hex(P256)), av(CKA_LABEL, &label)],
-        &[ab(CKA_TOKEN, true), ab(CKA_SIGN, true), av(CKA_LABEL, &label)],
-    )
-    .unwrap();
+    let (_, private) = ec_pair(s, &label);
     assert_eq!(find(s, &[av(CKA_LABEL, &label)]).unwrap().len(), 2);
     servers.control("stop-vault");
     assert_eq!(find(s, &[av(CKA_LABEL, &label)]).unwrap().len(), 2);
     expect_rv(sign(s, &Mech::new(CKM_ECDSA), private, &[1u8; 32]), CKR_DEVICE_ERROR);
     servers.control("start-vault");
     let label = unique("kf-back-");
-    let (public, private) = gen_key_pair(
-        s,
-        &Mech::new(CKM_EC_KEY_PAIR_GEN),
-        &[ab(CKA_TOKEN, true), av(CKA_EC_PARAMS, hex(P256)), av(CKA_LABEL, &label)],
-        &[ab(CKA_TOKEN, true), ab(CKA_SIGN, true), av(CKA_LABEL, &label)],
-    )
-    .unwrap();
+    let (public, private) = ec_pair(s, &label);
     let sig = sign(s, &Mech::new(CKM_ECDSA), private, &[2u8; 32]).unwrap();
     verify(s, &Mech::new(CKM_ECDSA), public, &[2u8; 32], &sig).unwrap();
     close(s).unwrap();
@@ -661,13 +636,7 @@ fn a_stalled_service_blocks_nothing_else() {
     let servers = cloud();
     let s = session(AWS);
     let label = unique("kf-test-stall-");
-    let (_, private) = gen_key_pair(
-        s,
-        &Mech::new(CKM_EC_KEY_PAIR_GEN),
-        &[ab(CKA_TOKEN, true), av(CKA_EC_PARAMS, hex(P256)), av(CKA_LABEL, &label)],
-        &[ab(CKA_TOKEN, true), ab(CKA_SIGN, true), av(CKA_LABEL, &label)],
-    )
-    .unwrap();
+    let (_, private) = ec_pair(s, &label);
     assert_eq!(find(s, &[av(CKA_LABEL, &label)]).unwrap().len(), 2);
     servers.control("pause-kms");
     let stalled = std::thread::spawn(move || {
@@ -680,13 +649,7 @@ fn a_stalled_service_blocks_nothing_else() {
     let started = std::time::Instant::now();
     let v = session(VAULT);
     let vault_label = unique("kf-meanwhile-");
-    let (public, vprivate) = gen_key_pair(
-        v,
-        &Mech::new(CKM_EC_KEY_PAIR_GEN),
-        &[ab(CKA_TOKEN, true), av(CKA_EC_PARAMS, hex(P256)), av(CKA_LABEL, &vault_label)],
-        &[ab(CKA_TOKEN, true), ab(CKA_SIGN, true), av(CKA_LABEL, &vault_label)],
-    )
-    .unwrap();
+    let (public, vprivate) = ec_pair(v, &vault_label);
     let sig = sign(v, &Mech::new(CKM_ECDSA), vprivate, &[3u8; 32]).unwrap();
     verify(v, &Mech::new(CKM_ECDSA), public, &[3u8; 32], &sig).unwrap();
     let other = open(AWS, false).unwrap();
