@@ -107,4 +107,23 @@ fn forked_child_reinitializes_and_sees_token_objects() {
     assert_eq!(find_label(s, "from-child").len(), 2);
     assert_eq!(encrypt(s, &Mech::new(CKM_AES_ECB), k, &[1; 16]).unwrap(), ct);
     close(s).unwrap();
+
+    // KEYFRONT_NO_CORE_DUMPS=1 makes the process undumpable at C_Initialize (checked in a
+    // child, so this process keeps its core dumps); without it nothing changes.
+    let dumpable = || unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+    assert_eq!(dumpable(), 1, "the test process starts dumpable");
+    let code = fork_and(|| {
+        std::env::set_var("KEYFRONT_NO_CORE_DUMPS", "1");
+        let _ = ck!(C_Finalize, ptr::null_mut());
+        if ck!(C_Initialize, ptr::null_mut()) != CKR_OK {
+            return 1;
+        }
+        if dumpable() != 0 {
+            return 2;
+        }
+        let _ = ck!(C_Finalize, ptr::null_mut());
+        0
+    });
+    assert_eq!(code, 0, "KEYFRONT_NO_CORE_DUMPS child: 1 = C_Initialize failed, 2 = still dumpable");
+    assert_eq!(dumpable(), 1, "the C_Initialize in this process left it dumpable");
 }

@@ -26,6 +26,21 @@ fn watch_forks() {
     });
 }
 
+/// `KEYFRONT_NO_CORE_DUMPS=1`: the process stops being dumpable (`PR_SET_DUMPABLE` 0), so
+/// a crash leaves no core file with key material in it. Opt-in, because it is a property of
+/// the whole host process (it also stops ptrace by other processes of the same user).
+/// Per-allocation `MADV_DONTDUMP` cannot cover keys spread over the heaps of the crypto
+/// crates (docs/security.md).
+fn keep_out_of_core_dumps() {
+    if std::env::var("KEYFRONT_NO_CORE_DUMPS").is_ok_and(|v| v == "1") {
+        // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers and touches no memory.
+        let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        if rc != 0 {
+            tracing::warn!("KEYFRONT_NO_CORE_DUMPS: prctl(PR_SET_DUMPABLE) failed: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
 pub const LIBRARY_VERSION: CK_VERSION = CK_VERSION { major: 0, minor: 1 };
 
 ck_fn! {
@@ -47,6 +62,7 @@ ck_fn! {
             }
         }
         watch_forks();
+        keep_out_of_core_dumps();
         core::initialize()
     }
 
