@@ -41,11 +41,20 @@ pub struct CloudSlotConfig {
     pub timeout_ms: u64,
     /// PEM certificates to trust instead of the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Show a self-signed certificate object for each signing key (Java needs one).
+    pub certificates: bool,
 }
 
 impl Default for CloudSlotConfig {
     fn default() -> Self {
-        CloudSlotConfig { pin_sha256: None, refresh_interval_s: 300, retry_attempts: 3, timeout_ms: 10_000, ca_file: None }
+        CloudSlotConfig {
+            pin_sha256: None,
+            refresh_interval_s: 300,
+            retry_attempts: 3,
+            timeout_ms: 10_000,
+            ca_file: None,
+            certificates: false,
+        }
     }
 }
 
@@ -147,6 +156,7 @@ struct SlotSection {
     pin_sha256: Option<String>,
     refresh_interval_s: Option<u64>,
     timeout_ms: Option<u64>,
+    certificates: Option<bool>,
 }
 
 impl SlotSection {
@@ -178,6 +188,7 @@ impl SlotSection {
             ("pin_sha256", self.pin_sha256.is_some()),
             ("refresh_interval_s", self.refresh_interval_s.is_some()),
             ("timeout_ms", self.timeout_ms.is_some()),
+            ("certificates", self.certificates.is_some()),
         ];
         keys.into_iter().filter(|(_, present)| *present).map(|(k, _)| k).collect()
     }
@@ -194,6 +205,7 @@ impl SlotSection {
             retry_attempts: self.retry_attempts.unwrap_or(defaults.retry_attempts),
             timeout_ms: self.timeout_ms.unwrap_or(defaults.timeout_ms).max(1),
             ca_file: self.ca_file.clone(),
+            certificates: self.certificates.unwrap_or(defaults.certificates),
         })
     }
 }
@@ -203,9 +215,9 @@ const SOFT_KEYS: &[&str] = &["path", "pin_kdf_iterations"];
 const PKCS11_KEYS: &[&str] =
     &["module", "token_label", "serial", "slot_id", "init_args", "max_sessions", "retry_attempts", "retry_delay_ms", "allow", "deny_extractable"];
 const AWS_KMS_KEYS: &[&str] =
-    &["region", "endpoint", "profile", "alias_prefix", "tag", "ca_file", "pin_sha256", "refresh_interval_s", "retry_attempts", "timeout_ms"];
+    &["region", "endpoint", "profile", "alias_prefix", "tag", "ca_file", "pin_sha256", "refresh_interval_s", "retry_attempts", "timeout_ms", "certificates"];
 const VAULT_KEYS: &[&str] =
-    &["address", "mount", "namespace", "token_file", "ca_file", "pin_sha256", "refresh_interval_s", "retry_attempts", "timeout_ms"];
+    &["address", "mount", "namespace", "token_file", "ca_file", "pin_sha256", "refresh_interval_s", "retry_attempts", "timeout_ms", "certificates"];
 
 fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
     let hex = hex.trim();

@@ -26,6 +26,9 @@ const VAULT_BAD_TOKEN: CK_SLOT_ID = 4;
 const VAULT_FRESH: CK_SLOT_ID = 5;
 /// AWS KMS with credentials the server refuses (if it checks them).
 const AWS_BAD_CREDENTIALS: CK_SLOT_ID = 6;
+/// AWS KMS and Vault with a self-signed certificate object per signing key.
+const AWS_CERTS: CK_SLOT_ID = 7;
+const VAULT_CERTS: CK_SLOT_ID = 8;
 
 const CLOUD_PIN: &[u8] = b"cloud-pin-1";
 const P256: &str = "06082a8648ce3d030107";
@@ -117,7 +120,9 @@ fn cloud() -> &'static Servers {
              [[slot]]\nkind = \"aws-kms\"\nid = {AWS_PIN}\nlabel = \"aws-pin\"\nregion = \"us-east-1\"\nendpoint = {endpoint:?}\nalias_prefix = \"alias/kf-pin-\"\npin_sha256 = \"{pin}\"\n{common}\n\
              [[slot]]\nkind = \"vault-transit\"\nid = {VAULT_BAD_TOKEN}\nlabel = \"vault-bad\"\naddress = {vault:?}\ntoken_file = {bad_token:?}\n{common}\n\
              [[slot]]\nkind = \"vault-transit\"\nid = {VAULT_FRESH}\nlabel = \"vault-fresh\"\naddress = {vault:?}\ntoken_file = {token_file:?}\nrefresh_interval_s = 0\n{common}\n\
-             [[slot]]\nkind = \"aws-kms\"\nid = {AWS_BAD_CREDENTIALS}\nlabel = \"aws-refused\"\nregion = \"us-east-1\"\nendpoint = {endpoint:?}\nprofile = \"refused\"\n{common}\n",
+             [[slot]]\nkind = \"aws-kms\"\nid = {AWS_BAD_CREDENTIALS}\nlabel = \"aws-refused\"\nregion = \"us-east-1\"\nendpoint = {endpoint:?}\nprofile = \"refused\"\n{common}\n\
+             [[slot]]\nkind = \"aws-kms\"\nid = {AWS_CERTS}\nlabel = \"aws-certs\"\nregion = \"us-east-1\"\nendpoint = {endpoint:?}\nalias_prefix = \"alias/kf-cert-\"\ncertificates = true\n{common}\n\
+             [[slot]]\nkind = \"vault-transit\"\nid = {VAULT_CERTS}\nlabel = \"vault-certs\"\naddress = {vault:?}\ntoken_file = {token_file:?}\ncertificates = true\n{common}\n",
             pin = sha256_hex(CLOUD_PIN),
         );
         let path = dir.join("keyfront.toml");
@@ -378,6 +383,8 @@ fn token_rules(slot: CK_SLOT_ID) {
     let attrs = [ab(CKA_TOKEN, true), ab(CKA_EXTRACTABLE, true)];
     expect_rv(gen_aes(s, 32, &attrs), CKR_ATTRIBUTE_VALUE_INVALID);
     expect_rv(set_pin(s, CLOUD_PIN, b"another-pin"), CKR_FUNCTION_NOT_SUPPORTED);
+    // Certificates only where the slot asks for them.
+    assert_eq!(find(s, &[au(CKA_CLASS, CKO_CERTIFICATE)]).unwrap(), Vec::<CK_OBJECT_HANDLE>::new());
     // A read-only session makes no service key.
     let ro = open(slot, false).unwrap();
     expect_rv(gen_aes(ro, 32, &[ab(CKA_TOKEN, true)]), CKR_SESSION_READ_ONLY);
@@ -663,4 +670,56 @@ fn a_stalled_service_blocks_nothing_else() {
     close(other).unwrap();
     close(v).unwrap();
     close(s).unwrap();
+}
+
+/// `certificates = true`: each signing key has a certificate object with its CKA_ID, signed by
+/// the key itself; OpenSSL parses it and checks the self-signature.
+fn certificates_for_signing_keys(slot: CK_SLOT_ID, prefix: &str) {
+    let s = session(slot);
+    let ec = unique(&format!("{prefix}ec-"));
+    let (_, ec_private) = ec_pair(s, &ec);
+    let rsa = unique(&format!("{prefix}rsa-"));
+    let (_, rsa_private) = gen_key_pair(
+        s,
+        &Mech::new(CKM_RSA_PKCS_KEY_PAIR_GEN),
+        &[ab(CKA_TOKEN, true), au(CKA_MODULUS_BITS, 2048), av(CKA_LABEL, &rsa)],
+        &[ab(CKA_TOKEN, true), ab(CKA_SIGN, true), av(CKA_LABEL, &rsa)],
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (label, private) in [(&ec, ec_private), (&rsa, rsa_private)] {
+        let certs = find(s, &[au(CKA_CLASS, CKO_CERTIFICATE), av(CKA_LABEL, label)]).unwrap();
+        assert_eq!(certs.len(), 1, "{label}: one certificate");
+        let cert = certs[0];
+        assert_eq!(get_attr(s, cert, CKA_ID).unwrap(), get_attr(s, private, CKA_ID).unwrap());
+        assert_eq!(get_ulong(s, cert, CKA_CERTIFICATE_TYPE).unwrap(), CKC_X_509);
+        assert!(!get_bool(s, cert, CKA_PRIVATE).unwrap());
+        let der = get_attr(s, cert, CKA_VALUE).unwrap();
+        // The same certificate every time it is read.
+        assert_eq!(get_attr(s, cert, CKA_VALUE).unwrap(), der);
+        let path = dir.path().join(format!("{label}.der"));
+        std::fs::write(&path, &der).unwrap();
+        let pem = dir.path().join(format!("{label}.pem"));
+        let out = Command::new("openssl").args(["x509", "-inform", "DER", "-in"]).arg(&path).arg("-out").arg(&pem).output().unwrap();
+        assert!(out.status.success(), "{label}: openssl x509: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("openssl").args(["verify", "-check_ss_sig", "-CAfile"]).arg(&pem).arg(&pem).output().unwrap();
+        assert!(out.status.success(), "{label}: openssl verify: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = Command::new("openssl").args(["x509", "-noout", "-subject", "-in"]).arg(&pem).output().unwrap();
+        assert!(String::from_utf8_lossy(&text.stdout).contains(label.as_str()), "{label}: subject CN");
+        // A certificate goes with its key, not alone.
+        expect_rv(destroy(s, cert), CKR_ACTION_PROHIBITED);
+    }
+    close(s).unwrap();
+}
+
+#[test]
+fn aws_certificates_for_signing_keys() {
+    let _shared = KMS_LOCK.read();
+    certificates_for_signing_keys(AWS_CERTS, "kf-cert-");
+}
+
+#[test]
+fn vault_certificates_for_signing_keys() {
+    let _shared = VAULT_LOCK.read();
+    certificates_for_signing_keys(VAULT_CERTS, "kf-cert-");
 }

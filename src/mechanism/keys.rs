@@ -184,7 +184,12 @@ pub const ED25519_NAME_PARAMS: &[u8] = b"\x13\x0cedwards25519";
 
 /// DER OCTET STRING around `content`.
 pub(crate) fn der_octet_string(content: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x04];
+    der_tlv(0x04, content)
+}
+
+/// A DER element: `tag`, definite length (up to 64 KiB), `content`.
+pub(crate) fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
     let len = content.len();
     if len < 0x80 {
         out.push(len as u8);

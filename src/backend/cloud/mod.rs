@@ -3,6 +3,7 @@
 //! forwards the private-key operations, and leaves public-key operations and session keys
 //! to the core's local code.
 
+mod certificate;
 pub mod http;
 mod ops;
 pub mod service;

@@ -13,6 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use sha2::Digest;
 use subtle::ConstantTimeEq;
 
+use super::certificate;
 use super::ops::{ServiceCipher, ServiceSigner};
 use super::service::{KeyService, KeySpec, NewKey, RemoteKey};
 use crate::backend::{Backend, ObjectId, TokenInfo, UserType};
@@ -28,6 +29,8 @@ enum Half {
     Held,
     /// The public key object of an asymmetric key.
     Public,
+    /// A self-signed certificate of a signing key (`certificates = true`).
+    Certificate,
 }
 
 /// The key list as last fetched.
@@ -56,6 +59,9 @@ pub struct CloudToken {
     /// Keys this token made in the last `RECENT`: kept in fetched lists that lack them yet
     /// (a service's listing may lag behind its creates: AWS KMS is eventually consistent).
     recent: Mutex<Vec<(RemoteKey, Instant)>>,
+    /// Whether signing keys show a certificate object, and the certificates made so far.
+    certificates: bool,
+    made_certificates: Mutex<HashMap<(String, Option<u32>), Arc<Vec<u8>>>>,
 }
 
 const RECENT: Duration = Duration::from_secs(120);
@@ -73,6 +79,8 @@ impl CloudToken {
             generation: AtomicU64::new(1),
             changes: AtomicU64::new(0),
             recent: Mutex::new(Vec::new()),
+            certificates: config.certificates,
+            made_certificates: Mutex::new(HashMap::new()),
         }
     }
 
@@ -179,18 +187,73 @@ impl CloudToken {
         match self.lookup(id)? {
             (key, Half::Held) => Ok(key),
             // Public keys work locally; the core never asks the service for them.
-            (_, Half::Public) => Err(rv(CKR_KEY_TYPE_INCONSISTENT)),
+            (_, Half::Public | Half::Certificate) => Err(rv(CKR_KEY_TYPE_INCONSISTENT)),
         }
     }
 
     /// The objects of a key: the held half (private or secret key) and, for an asymmetric
-    /// key, the public key.
-    fn halves(key: &RemoteKey) -> &'static [Half] {
+    /// key, the public key, and its certificate where the slot shows them.
+    fn halves(&self, key: &RemoteKey) -> &'static [Half] {
         match key.spec {
             KeySpec::Aes256 => &[Half::Held],
+            _ if self.certificates && certificate::applies(key) => &[Half::Held, Half::Public, Half::Certificate],
             _ => &[Half::Held, Half::Public],
         }
     }
+
+    /// The self-signed certificate of `key`, made once (one signature in the service).
+    fn certificate_of(&self, key: &RemoteKey) -> Result<Arc<Vec<u8>>> {
+        let slot = (key.key_ref.clone(), key.version);
+        if let Some(made) = self.made_certificates.lock().get(&slot) {
+            return Ok(made.clone());
+        }
+        let der = certificate::self_signed(self.service.as_ref(), key)?.ok_or(rv(CKR_OBJECT_HANDLE_INVALID))?;
+        let der = Arc::new(der);
+        self.made_certificates.lock().insert(slot, der.clone());
+        Ok(der)
+    }
+
+    /// The object `id` names; a certificate with its value only when `with_value` (making
+    /// it may take a request).
+    fn object(&self, key: &RemoteKey, half: Half, with_value: bool) -> Result<Object> {
+        match half {
+            Half::Certificate => {
+                let value = if with_value { self.certificate_of(key)?.to_vec() } else { Vec::new() };
+                Ok(certificate_object(key, value))
+            }
+            _ => key_object(key, half),
+        }
+    }
+}
+
+/// The certificate object of a key: the attributes PKCS#11 gives an X.509 certificate, with
+/// the key's `CKA_ID` and `CKA_LABEL` (what Java pairs keys and certificates by).
+fn certificate_object(key: &RemoteKey, value: Vec<u8>) -> Object {
+    let mut o = Object::new();
+    o.set_ulong(CKA_CLASS, CKO_CERTIFICATE);
+    o.set_ulong(CKA_CERTIFICATE_TYPE, CKC_X_509);
+    o.set_bool(CKA_TOKEN, true);
+    o.set_bool(CKA_PRIVATE, false);
+    o.set_bool(CKA_MODIFIABLE, false);
+    o.set_bool(CKA_COPYABLE, false);
+    // Destroying the key destroys it; it cannot go alone.
+    o.set_bool(CKA_DESTROYABLE, false);
+    o.set_bool(CKA_TRUSTED, false);
+    o.set_ulong(CKA_CERTIFICATE_CATEGORY, CK_CERTIFICATE_CATEGORY_UNSPECIFIED);
+    o.set_ulong(CKA_JAVA_MIDP_SECURITY_DOMAIN, 0);
+    o.set_ulong(CKA_NAME_HASH_ALGORITHM, CKM_SHA_1);
+    o.set(CKA_LABEL, key.label.as_bytes().to_vec());
+    o.set(CKA_ID, key.id.clone());
+    let name = certificate::subject(&key.label);
+    o.set(CKA_SUBJECT, name.clone());
+    o.set(CKA_ISSUER, name);
+    o.set(CKA_SERIAL_NUMBER, certificate::serial_number(key));
+    o.set(CKA_VALUE, value);
+    for ty in [CKA_URL, CKA_HASH_OF_SUBJECT_PUBLIC_KEY, CKA_HASH_OF_ISSUER_PUBLIC_KEY, CKA_START_DATE, CKA_END_DATE] {
+        o.set(ty, Vec::new());
+    }
+    o.set(CKA_UNIQUE_ID, format!("{}:{}:c", key.key_ref, key.version.unwrap_or(0)).into_bytes());
+    o
 }
 
 /// The PKCS#11 object for one half of a service key. Every attribute is the token's: the
@@ -201,6 +264,7 @@ fn key_object(key: &RemoteKey, half: Half) -> Result<Object> {
         (KeySpec::Aes256, _) => CKO_SECRET_KEY,
         (_, Half::Held) => CKO_PRIVATE_KEY,
         (_, Half::Public) => CKO_PUBLIC_KEY,
+        (_, Half::Certificate) => return Ok(certificate_object(key, Vec::new())),
     };
     o.set_ulong(CKA_CLASS, class);
     o.set_bool(CKA_TOKEN, true);
@@ -383,7 +447,7 @@ impl Backend for CloudToken {
 
     fn read_object(&self, id: ObjectId, _with_secrets: bool) -> Result<Object> {
         let (key, half) = self.lookup(id)?;
-        key_object(&key, half)
+        self.object(&key, half, true)
     }
 
     fn update_object(&self, _id: ObjectId, _object: &Object, _changed: &[CK_ATTRIBUTE_TYPE]) -> Result<()> {
@@ -391,7 +455,10 @@ impl Backend for CloudToken {
     }
 
     fn destroy_object(&self, id: ObjectId) -> Result<()> {
-        let (key, _) = self.lookup(id)?;
+        let (key, half) = self.lookup(id)?;
+        if half == Half::Certificate {
+            return Err(rv(CKR_ACTION_PROHIBITED));
+        }
         self.service.delete_key(&key)?;
         self.changed(Err(&key));
         Ok(())
@@ -400,9 +467,12 @@ impl Backend for CloudToken {
     fn find_objects(&self, template: &AttributeTemplate, include_private: bool) -> Result<Vec<ObjectId>> {
         let list = self.keys()?;
         let mut found = Vec::new();
+        // Certificates are matched without their value (it takes a signature to make) unless
+        // the template asks for one.
+        let with_value = template.contains(CKA_VALUE);
         for key in &list.keys {
-            for &half in Self::halves(key) {
-                let object = match key_object(key, half) {
+            for &half in self.halves(key) {
+                let object = match self.object(key, half, with_value) {
                     Ok(o) => o,
                     Err(e) => {
                         tracing::warn!(slot = %self.label, key = %key.key_ref, "key left out: {e}");
