@@ -335,9 +335,9 @@ mod tests {
         }
         assert_eq!(error_rv("KMSInternalException", 500), CKR_DEVICE_ERROR);
         assert_eq!(error_rv("SomethingNew", 500), CKR_DEVICE_ERROR);
-        let reply = Reply { status: 404, body: b"<html>not here</html>".to_vec() };
+        let reply = Reply { status: 404, body: b"<html>not here</html>".to_vec().into() };
         assert_eq!(reply_error("Sign", &reply).rv(), CKR_DEVICE_ERROR);
-        let reply = Reply { status: 400, body: br#"{"__type":"DisabledException","message":"key is disabled"}"#.to_vec() };
+        let reply = Reply { status: 400, body: br#"{"__type":"DisabledException","message":"key is disabled"}"#.to_vec().into() };
         let e = reply_error("Sign", &reply);
         assert_eq!(e.to_string(), "aws-kms Sign: DisabledException: key is disabled");
         assert_eq!(error_name(&e), Some("DisabledException"));
@@ -345,7 +345,7 @@ mod tests {
 
     #[test]
     fn which_replies_are_retried() {
-        let r = |status, body: &str| retryable(&Reply { status, body: body.as_bytes().to_vec() });
+        let r = |status, body: &str| retryable(&Reply { status, body: body.as_bytes().to_vec().into() });
         assert!(r(500, ""));
         assert!(r(503, r#"{"__type":"DependencyTimeoutException"}"#));
         assert!(r(429, ""));

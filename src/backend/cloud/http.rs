@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use cryptoki_sys::*;
 use ureq::http;
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
@@ -14,11 +15,12 @@ use crate::error::{Error, Result};
 /// request (AWS SigV4) carries a fresh date.
 pub type Request = http::Request<Vec<u8>>;
 
-/// A response with its whole body.
+/// A response with its whole body (wiped when dropped: a decryption's reply carries the
+/// plaintext).
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
-    pub body: Vec<u8>,
+    pub body: Zeroizing<Vec<u8>>,
 }
 
 impl Reply {
@@ -141,6 +143,11 @@ impl HttpClient {
         if left < self.policy.timeout {
             request = self.agent.configure_request(request).timeout_global(Some(left)).build();
         }
+        // ureq gets the body by reference, so this copy (an Encrypt request carries the
+        // plaintext) is wiped when the attempt ends.
+        let (parts, body) = request.into_parts();
+        let body = Zeroizing::new(body);
+        let request = http::Request::from_parts(parts, &body[..]);
         match self.agent.run(request) {
             Ok(mut response) => {
                 let status = response.status().as_u16();
@@ -150,7 +157,7 @@ impl HttpClient {
                     .limit(16 * 1024 * 1024)
                     .read_to_vec()
                     .map_err(|e| Failure::Lost(format!("reading the reply: {e}")))?;
-                Ok(Reply { status, body })
+                Ok(Reply { status, body: Zeroizing::new(body) })
             }
             Err(e) => Err(classify(e)),
         }

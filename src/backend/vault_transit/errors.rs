@@ -142,7 +142,7 @@ mod unit {
     use super::*;
 
     fn reply(status: u16, body: &str) -> Reply {
-        Reply { status, body: body.as_bytes().to_vec() }
+        Reply { status, body: body.as_bytes().to_vec().into() }
     }
 
     #[test]
