@@ -7,9 +7,21 @@ use tracing_subscriber::EnvFilter;
 
 static INIT: Once = Once::new();
 
+/// The filter for `KEYFRONT_LOG` (`None`: warnings and errors).
+fn filter(spec: Option<&str>) -> EnvFilter {
+    let mut filter = spec.and_then(|s| EnvFilter::try_new(s).ok()).unwrap_or_else(|| EnvFilter::new("warn"));
+    // The HTTP and TLS crates of the cloud slots dump raw requests and replies at trace level
+    // (tokens, request signatures, plaintexts): never below debug for them, whatever the
+    // filter asks.
+    for quiet in ["ureq=debug", "ureq_proto=debug", "rustls=debug"] {
+        filter = filter.add_directive(quiet.parse().expect("a valid directive"));
+    }
+    filter
+}
+
 pub fn init() {
     INIT.call_once(|| {
-        let filter = EnvFilter::try_from_env("KEYFRONT_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+        let filter = filter(std::env::var("KEYFRONT_LOG").ok().as_deref());
         let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
         let file = std::env::var_os("KEYFRONT_LOG_FILE")
             .filter(|p| !p.is_empty())
@@ -23,4 +35,41 @@ pub fn init() {
             }
         };
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn trace_never_reaches_the_http_crates() {
+        for spec in ["trace", "ureq=trace,ureq_proto=trace,rustls=trace,keyfront=trace"] {
+            let out = Captured::default();
+            let writer = out.clone();
+            let subscriber = tracing_subscriber::fmt().with_env_filter(filter(Some(spec))).with_writer(move || writer.clone()).finish();
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::trace!(target: "ureq_proto", "x-vault-token: s3cret");
+                tracing::trace!(target: "ureq", "authorization: AWS4-HMAC-SHA256 s3cret");
+                tracing::debug!(target: "ureq", "a request went out");
+                tracing::trace!(target: "keyfront", "keyfront's own trace");
+            });
+            let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+            assert!(!log.contains("s3cret"), "{spec}: {log}");
+            assert!(log.contains("a request went out") && log.contains("keyfront's own trace"), "{spec}: {log}");
+        }
+    }
 }
