@@ -501,9 +501,21 @@ fn aws_service_down_and_back() {
     let label = unique("kf-test-outage-");
     let (_, private) = ec_pair(s, &label);
     assert_eq!(find(s, &[av(CKA_LABEL, &label)]).unwrap().len(), 2);
+    // A wrap whose length was asked for: the blob is kept for the call that takes it.
+    let kek = gen_aes(s, 32, &[ab(CKA_TOKEN, true), av(CKA_LABEL, unique("kf-test-outage-kek-"))]).unwrap();
+    let data_key = gen_aes(s, 32, &[ab(CKA_TOKEN, false), ab(CKA_EXTRACTABLE, true)]).unwrap();
+    let kms_wrap = Mech::new(CKM_KEYFRONT_KMS_WRAP);
+    let mut len: CK_ULONG = 0;
+    kms_wrap.with(|mp| assert_rv(ck!(C_WrapKey, s, mp, kek, data_key, ptr::null_mut(), &mut len), CKR_OK));
     servers.control("stop-kms");
     // Within the refresh interval: no request, so finding works with the service down.
     assert_eq!(find(s, &[av(CKA_LABEL, &label)]).unwrap().len(), 2);
+    let mut blob = vec![0u8; len as usize];
+    let mut got = len;
+    kms_wrap.with(|mp| assert_rv(ck!(C_WrapKey, s, mp, kek, data_key, blob.as_mut_ptr(), &mut got), CKR_OK));
+    assert_eq!(got, len, "the blob of the length query, not a new wrap");
+    // A new wrap needs the service.
+    expect_rv(wrap(s, &kms_wrap, kek, data_key), CKR_DEVICE_ERROR);
     let started = std::time::Instant::now();
     expect_rv(sign(s, &Mech::new(CKM_ECDSA), private, &[1u8; 32]), CKR_DEVICE_ERROR);
     assert!(started.elapsed() < std::time::Duration::from_secs(15), "bounded by timeout_ms");

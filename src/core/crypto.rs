@@ -5,7 +5,7 @@ use cryptoki_sys::*;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::objects::Found;
-use super::session::{Pending, Session};
+use super::session::{Pending, Session, WrappedKey};
 use super::Module;
 use crate::backend::ObjectId;
 use crate::error::{rv, Error, Result};
@@ -522,6 +522,19 @@ impl Module {
                 let wrapped = slot.backend.remote_wrap(session.handle, mechanism, wrapping, key)?;
                 return Ok(deliver(&wrapped, out)?.0);
             }
+            // The result of the same call that asked for the length.
+            if let Some(kept) = session.wrapped.take() {
+                if kept.mechanism == *mechanism && kept.wrapping == wrapping && kept.key == key {
+                    return match deliver(&kept.blob, out) {
+                        Ok((len, true)) => Ok(len),
+                        other => {
+                            session.wrapped = Some(kept);
+                            other.map(|(len, _)| len)
+                        }
+                    };
+                }
+            }
+            let (wrapping_handle, key_handle) = (wrapping, key);
             let wrapping = self.usable_key(session, wrapping, mechanism, KeyUse::Wrap).map_err(|e| match e.rv() {
                 CKR_KEY_HANDLE_INVALID => rv(CKR_WRAPPING_KEY_HANDLE_INVALID),
                 CKR_KEY_TYPE_INCONSISTENT => rv(CKR_WRAPPING_KEY_TYPE_INCONSISTENT),
@@ -551,7 +564,14 @@ impl Module {
             };
             let mut cipher = self.key_cipher(session, &wrapping, mechanism, true)?;
             let wrapped = cipher.once(&value).map_err(wrap_error)?;
-            Ok(deliver(&wrapped, out)?.0)
+            match deliver(&wrapped, out) {
+                Ok((len, true)) => Ok(len),
+                other => {
+                    session.wrapped =
+                        Some(WrappedKey { mechanism: mechanism.clone(), wrapping: wrapping_handle, key: key_handle, blob: wrapped });
+                    other.map(|(len, _)| len)
+                }
+            }
         })
     }
 

@@ -41,6 +41,18 @@ pub struct Session {
     pub verify: Option<Pending<Box<dyn Signer>>>,
     /// Handles found by `C_FindObjectsInit`, handed out by `C_FindObjects`.
     pub find: Option<std::vec::IntoIter<CK_OBJECT_HANDLE>>,
+    /// A `C_WrapKey` result the caller has not taken yet (it asked for the length, or gave
+    /// too small a buffer): the same call again gets it without wrapping again, which for a
+    /// cloud slot is a request to the service.
+    pub wrapped: Option<WrappedKey>,
+}
+
+/// See `Session::wrapped`.
+pub struct WrappedKey {
+    pub mechanism: crate::mechanism::Mechanism,
+    pub wrapping: CK_OBJECT_HANDLE,
+    pub key: CK_OBJECT_HANDLE,
+    pub blob: Secret,
 }
 
 impl Session {
@@ -80,6 +92,7 @@ impl SessionTable {
             sign: None,
             verify: None,
             find: None,
+            wrapped: None,
         };
         self.sessions
             .write()
