@@ -10,6 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod canned;
+
 use arbitrary::Arbitrary;
 pub use cryptoki_sys::*;
 use keyfront::object::{encode_bool, encode_ulong, AttributeTemplate};

@@ -12,6 +12,14 @@ mod keys;
 #[cfg(test)]
 mod tests;
 
+/// The parsers of what an AWS KMS slot reads from disk and from the credential services (the
+/// shared credentials/config files, STS and instance-metadata replies), for the fuzz targets
+/// in `fuzz/`. Not an API: nothing else uses it, and it may change with them.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::credentials::{find_source, parse_ini, parse_time, xml_text, Provider, Source, WebIdentity};
+}
+
 use std::collections::HashMap;
 use std::time::Duration;
 
