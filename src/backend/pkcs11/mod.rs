@@ -29,7 +29,7 @@ use crate::mechanism::{Cipher, Mechanism, Signer};
 use crate::object::{AttrRead, AttributeTemplate, Object};
 use mechanism::RawMechanism;
 use module::Vendor;
-use ops::{OpKind, RemoteOp};
+use ops::{OpKind, RemoteOp, Started};
 use session::{user_code, Link};
 
 /// Objects found per `C_FindObjects` call.
@@ -238,7 +238,28 @@ impl Pkcs11Token {
         };
         let tied = link.tied(session);
         let mut guard = tied.lock();
-        let ((), generation) = link.on_tied_locked(&mut guard, call, true, |s| ops::start(link, s, kind, mechanism, key))?;
+        let alone = guard.pins == 0;
+        let (started, mut generation) =
+            link.on_tied_locked(&mut guard, call, true, |s| ops::start(link, s, kind, mechanism, key, alone))?;
+        if started == Started::Stuck {
+            // The vendor session keeps an operation that nothing ended. One that holds
+            // session objects must stay (they would go with it); another is swapped for a
+            // new session.
+            if guard.owns_objects {
+                link.release_if_idle(&mut guard);
+                return Err(rv(CKR_OPERATION_ACTIVE));
+            }
+            tracing::info!(slot = %link.name, call, "vendor session keeps an operation that could not be ended; replacing it");
+            let renewed = link.renew_tied(&mut guard).and_then(|s| ops::start(link, s, kind, mechanism, key, true));
+            match renewed {
+                Ok(Started::Yes) => generation = guard.generation,
+                other => {
+                    link.release_if_idle(&mut guard);
+                    other?;
+                    return Err(rv(CKR_OPERATION_ACTIVE));
+                }
+            }
+        }
         // Held by the operation until it ends.
         guard.pins += 1;
         drop(guard);

@@ -39,9 +39,30 @@ impl OpKind {
     }
 }
 
-/// Starts `kind` at the vendor on `session`. A vendor that still has an operation of that
-/// kind (one we could not end) has it ended, and the start is tried once more.
-pub fn start(link: &Link, session: CK_SESSION_HANDLE, kind: OpKind, mechanism: &Mechanism, key: CK_OBJECT_HANDLE) -> Result<()> {
+const KINDS: [OpKind; 4] = [OpKind::Encrypt, OpKind::Decrypt, OpKind::Sign, OpKind::Verify];
+
+/// What `start` did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Started {
+    Yes,
+    /// The vendor session keeps an operation that nothing could end (`terminate`), and no
+    /// operation of keyfront's runs on it: the session is of no more use for operations.
+    Stuck,
+}
+
+/// Starts `kind` at the vendor on `session`. `alone`: no other operation of keyfront's runs
+/// on the session, so an operation the vendor still has there is a leftover (one it kept
+/// after an error that should have ended it): it is ended, whatever its kind (most vendors,
+/// SoftHSM2 among them, run one operation at a time and refuse any other with
+/// `CKR_OPERATION_ACTIVE`), and the start tried once more.
+pub fn start(
+    link: &Link,
+    session: CK_SESSION_HANDLE,
+    kind: OpKind,
+    mechanism: &Mechanism,
+    key: CK_OBJECT_HANDLE,
+    alone: bool,
+) -> Result<Started> {
     let mut raw = RawMechanism::new(mechanism)?;
     let init = |raw: &mut RawMechanism| match kind {
         OpKind::Encrypt => link.vendor.encrypt_init(session, raw, key),
@@ -50,34 +71,45 @@ pub fn start(link: &Link, session: CK_SESSION_HANDLE, kind: OpKind, mechanism: &
         OpKind::Verify => link.vendor.verify_init(session, raw, key),
     };
     match init(&mut raw) {
-        Err(Error::Rv(CKR_OPERATION_ACTIVE)) => {
+        Err(Error::Rv(CKR_OPERATION_ACTIVE)) if alone => {
             tracing::debug!(slot = %link.name, call = kind.init_name(), "vendor operation still active; ending it");
-            terminate(link, session, kind, true);
-            terminate(link, session, kind, false);
-            init(&mut raw)
+            for leftover in KINDS {
+                terminate(link, session, leftover);
+            }
+            match init(&mut raw) {
+                Ok(()) => Ok(Started::Yes),
+                Err(Error::Rv(CKR_OPERATION_ACTIVE)) => Ok(Started::Stuck),
+                Err(e) => Err(e),
+            }
         }
-        other => other,
+        other => other.map(|()| Started::Yes),
     }
 }
 
-/// Ends an operation of `kind` on `session` whatever state it is in: `C_SessionCancel` if the
-/// vendor has it, else a call that always terminates the operation (PKCS#11 §5.2: every
-/// call but a length query or `CKR_BUFFER_TOO_SMALL` ends it) — the final call if input was
-/// given (`started`), the single-part call on empty input otherwise.
-pub fn terminate(link: &Link, session: CK_SESSION_HANDLE, kind: OpKind, started: bool) {
+/// Ends an operation of `kind` on `session` whatever state it is in (it does nothing to a
+/// session without one). `C_SessionCancel` if the vendor has it; else, PKCS#11 2.40 having no
+/// call for it, the final call and then the single-part call on empty input: an operation
+/// ends with its final call or with an error (§5.2), and whichever call it takes ends it,
+/// the other finding none (`CKR_OPERATION_NOT_INITIALIZED`). Both are made because vendors
+/// do not all end an operation on every error: SoftHSM2 keeps an RSA encryption after
+/// `C_EncryptUpdate` and `C_EncryptFinal` answered `CKR_FUNCTION_NOT_SUPPORTED`, and ends it
+/// only with `C_Encrypt`.
+pub fn terminate(link: &Link, session: CK_SESSION_HANDLE, kind: OpKind) {
     let vendor = &link.vendor;
     if vendor.has_session_cancel() && vendor.session_cancel(session, kind.cancel_flag()).is_ok() {
         return;
     }
-    let _ = match (kind, started) {
-        (OpKind::Encrypt, true) => vendor.encrypt_final(session).map(drop),
-        (OpKind::Encrypt, false) => vendor.encrypt(session, &[]).map(drop),
-        (OpKind::Decrypt, true) => vendor.decrypt_final(session).map(drop),
-        (OpKind::Decrypt, false) => vendor.decrypt(session, &[]).map(drop),
-        (OpKind::Sign, true) => vendor.sign_final(session).map(drop),
-        (OpKind::Sign, false) => vendor.sign(session, &[]).map(drop),
-        (OpKind::Verify, true) => vendor.verify_final(session, &[]),
-        (OpKind::Verify, false) => vendor.verify(session, &[], &[]),
+    let _ = match kind {
+        OpKind::Encrypt => vendor.encrypt_final(session).map(drop),
+        OpKind::Decrypt => vendor.decrypt_final(session).map(drop),
+        OpKind::Sign => vendor.sign_final(session).map(drop),
+        OpKind::Verify => vendor.verify_final(session, &[]),
+    };
+    let _ = match kind {
+        OpKind::Encrypt => vendor.encrypt(session, &[]).map(drop),
+        OpKind::Decrypt => vendor.decrypt(session, &[]).map(drop),
+        OpKind::Sign => vendor.sign(session, &[]).map(drop),
+        OpKind::Verify => vendor.verify(session, &[], &[]),
     };
 }
 
@@ -131,11 +163,13 @@ impl RemoteOp {
         if let Err(e) = &result {
             self.link.log_failure(call, e);
             self.active = false;
-            if let Error::Rv(code) = e {
-                if is_lost(*code) {
+            match e {
+                Error::Rv(code) if is_lost(*code) => {
                     self.link.close_tied(&mut tied, *code);
                     self.link.note_loss();
                 }
+                // The error ended the operation, or should have: see `terminate`.
+                _ => terminate(&self.link, session, self.kind),
             }
         } else if ends {
             self.active = false;
@@ -173,8 +207,11 @@ impl RemoteOp {
                     Err(e) => break 'attempt Err(e),
                 };
                 if fresh {
-                    if let Err(e) = start(&link, session, self.kind, &self.mechanism, self.key) {
-                        break 'attempt Err(e);
+                    // A session new to this operation: nothing of keyfront's runs on it.
+                    match start(&link, session, self.kind, &self.mechanism, self.key, tied.pins == 0) {
+                        Ok(Started::Yes) => {}
+                        Ok(Started::Stuck) => break 'attempt Err(rv(CKR_OPERATION_ACTIVE)),
+                        Err(e) => break 'attempt Err(e),
                     }
                     tied.pins += 1;
                     self.pinned = true;
@@ -186,6 +223,10 @@ impl RemoteOp {
             link.log_failure(call, &e);
             let Error::Rv(code) = e else { break Err(e) };
             if !is_lost(code) {
+                // The error ended the operation, or should have: see `terminate`.
+                if let Some(session) = tied.handle.filter(|_| self.pinned && tied.generation == self.generation) {
+                    terminate(&link, session, self.kind);
+                }
                 break Err(e);
             }
             link.close_tied(&mut tied, code);
@@ -212,7 +253,7 @@ impl Drop for RemoteOp {
         let mut tied = self.tied.lock();
         if self.active {
             if let Some(session) = tied.handle.filter(|_| tied.generation == self.generation) {
-                terminate(&self.link, session, self.kind, self.started);
+                terminate(&self.link, session, self.kind);
             }
         }
         unpin(&self.link, &mut self.pinned, self.generation, &mut tied);

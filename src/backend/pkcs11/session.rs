@@ -295,8 +295,18 @@ impl Link {
     pub fn pooled<T>(&self, call: &str, idempotent: bool, mut f: impl FnMut(CK_SESSION_HANDLE) -> Result<T>) -> Result<T> {
         let mut attempt = 0;
         loop {
-            let result = self.lease().and_then(|session| {
-                let result = f(session);
+            let result = self.lease().and_then(|mut session| {
+                let mut result = f(session);
+                if matches!(result, Err(Error::Rv(CKR_OPERATION_ACTIVE))) {
+                    // No operation of keyfront's ever runs on a pooled session: the vendor
+                    // kept one that should have ended (see `ops::terminate`). It refused the
+                    // call, which is made again on a new session in place of that one.
+                    tracing::info!(slot = %self.name, call, "pooled vendor session keeps an operation; replacing it");
+                    if let Ok(new) = self.open_vendor_session() {
+                        self.close_vendor_session(std::mem::replace(&mut session, new));
+                        result = f(session);
+                    }
+                }
                 match result.as_ref().err().and_then(lost_code) {
                     Some(_) => self.discard(session),
                     None => self.give_back(session),
@@ -443,6 +453,21 @@ impl Link {
                 Err(e)
             }
         }
+    }
+
+    /// Swaps the vendor session of `tied` for a new one: the old one keeps an operation
+    /// that could not be ended (see `ops::start`). The new one is opened before the old one
+    /// closes, so the vendor never sees the application's last session close (SoftHSM2 would
+    /// drop the login and every object handle); the count of sessions stays.
+    pub fn renew_tied(&self, tied: &mut Tied) -> Result<CK_SESSION_HANDLE> {
+        let Some(old) = tied.handle else { return self.ensure_open(tied) };
+        let new = self.open_vendor_session()?;
+        tied.handle = Some(new);
+        tied.generation += 1;
+        tied.pins = 0;
+        tied.checked = self.losses.load(Ordering::Acquire);
+        self.close_vendor_session(old);
+        Ok(new)
     }
 
     /// Drops the vendor session of `tied`, lost or no longer wanted; its operations and

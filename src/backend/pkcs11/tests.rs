@@ -158,6 +158,53 @@ fn softhsm_forwarding() {
     assert_eq!(sig.len(), 64);
     token.remote_signer(s1, &ecdsa, epub, false).unwrap().verify_once(&digest, &sig).unwrap();
 
+    // Operations the vendor keeps after an error that should have ended them (SoftHSM2 keeps
+    // an RSA encryption after C_EncryptUpdate's CKR_FUNCTION_NOT_SUPPORTED) are ended by
+    // keyfront: the next operation starts, in a keyfront session with session objects (s1)
+    // as in one without (3), and no pooled session is left with one.
+    let rsa_pkcs = Mechanism::new(CKM_RSA_PKCS, MechanismParam::None);
+    for s in [s1, 3] {
+        let mut enc = token.remote_cipher(s, &rsa_pkcs, rpub, true).unwrap();
+        assert_eq!(rv_of(enc.update(b"multi-part")), CKR_FUNCTION_NOT_SUPPORTED);
+        drop(enc);
+        let mut dec = token.remote_cipher(s, &rsa_pkcs, rpriv, false).expect("decryption after the failed encryption");
+        drop(dec.once(&[0u8; 256]));
+        token.remote_signer(s, &sha256_rsa, rpriv, true).unwrap().sign_once(b"message").unwrap();
+    }
+    let no_search = AttributeTemplate::new().with(CKA_LABEL, b"no such object".to_vec());
+    for idle in token.link.idle_sessions() {
+        token.link.vendor.find_init(idle, &no_search).expect("a pooled session is left in an operation");
+        token.link.vendor.find_final(idle).unwrap();
+    }
+    // A leftover that nothing ends (a search begun on keyfront's vendor sessions behind its
+    // back): the session is swapped for a new one, by an operation that would start on it
+    // (session 4 takes a pooled one) and by a pooled call.
+    let begin_searches = || {
+        let idle = token.link.idle_sessions();
+        for &i in &idle {
+            token.link.vendor.find_init(i, &no_search).unwrap();
+        }
+        idle
+    };
+    let stuck = begin_searches();
+    assert!(!stuck.is_empty());
+    token.remote_signer(4, &sha256_rsa, rpriv, true).unwrap().sign_once(b"message").expect("sign on a renewed session");
+    let stuck2 = begin_searches();
+    assert_eq!(token.remote_find(s1, &AttributeTemplate::new().with(CKA_LABEL, b"aes-1".to_vec())).unwrap(), vec![key]);
+    let mut renewed = 0;
+    for i in stuck.iter().chain(&stuck2) {
+        match token.link.vendor.find_final(*i) {
+            Ok(()) => {}
+            Err(e) => {
+                assert_eq!(e.rv(), CKR_SESSION_HANDLE_INVALID, "a stuck session is closed, not used");
+                renewed += 1;
+            }
+        }
+    }
+    assert_eq!(renewed, 2, "one session renewed for the operation, one for the find");
+    token.remote_session_closed(3);
+    token.remote_session_closed(4);
+
     // Vendor sessions lost under the slot. (a) The tied one, with an operation begun on it:
     // the single-part call starts the operation again on a new session.
     let keygen = Mechanism::new(CKM_AES_KEY_GEN, MechanismParam::None);
