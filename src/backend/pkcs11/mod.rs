@@ -263,7 +263,22 @@ impl Pkcs11Token {
         // Held by the operation until it ends.
         guard.pins += 1;
         drop(guard);
-        Ok(RemoteOp::new(self.link.clone(), tied, generation, kind, mechanism.clone(), key))
+        let op = RemoteOp::new(self.link.clone(), tied, generation, kind, mechanism.clone(), key);
+        Ok(op.with_input_limit(self.input_limit(session, kind, mechanism.kind, key)))
+    }
+
+    /// The most input an operation may pass on to the vendor. Raw RSA (`CKM_RSA_X_509`) takes
+    /// at most the modulus's length; SoftHSM2 2.6 does not check, and makes the whole
+    /// process exit when asked to encrypt, sign or verify more (it pads the input to the
+    /// modulus's length with an unsigned count that underflows).
+    fn input_limit(&self, session: CK_SESSION_HANDLE, kind: OpKind, mechanism: CK_MECHANISM_TYPE, key: CK_OBJECT_HANDLE) -> Option<usize> {
+        if mechanism != CKM_RSA_X_509 || kind == OpKind::Decrypt {
+            return None;
+        }
+        match self.remote_get_attributes(session, object_id(key), &[CKA_MODULUS]).ok()?.first() {
+            Some(AttrRead::Value(n)) => Some(n.iter().skip_while(|&&b| b == 0).count()),
+            _ => None,
+        }
     }
 }
 

@@ -128,6 +128,16 @@ pub struct RemoteOp {
     active: bool,
     /// The operation counts in `Tied::pins` of its generation.
     pinned: bool,
+    /// The most input bytes a call may pass on (`with_input_limit`).
+    input_limit: Option<usize>,
+}
+
+/// Refuses input longer than `limit` before the vendor sees it.
+fn within(limit: Option<usize>, input: &[u8]) -> Result<()> {
+    match limit {
+        Some(max) if input.len() > max => Err(rv(CKR_DATA_LEN_RANGE)),
+        _ => Ok(()),
+    }
 }
 
 /// Ends an operation's hold on its vendor session, which goes back to the pool if nothing
@@ -141,7 +151,14 @@ fn unpin(link: &Link, pinned: &mut bool, generation: u64, tied: &mut Tied) {
 
 impl RemoteOp {
     pub fn new(link: Arc<Link>, tied: TiedRef, generation: u64, kind: OpKind, mechanism: Mechanism, key: CK_OBJECT_HANDLE) -> Self {
-        Self { link, tied, generation, kind, mechanism, key, started: false, active: true, pinned: true }
+        Self { link, tied, generation, kind, mechanism, key, started: false, active: true, pinned: true, input_limit: None }
+    }
+
+    /// Input (data to encrypt, sign or verify) longer than `limit` bytes is refused with
+    /// `CKR_DATA_LEN_RANGE` and never reaches the vendor, which ends the operation.
+    pub fn with_input_limit(mut self, limit: Option<usize>) -> Self {
+        self.input_limit = limit;
+        self
     }
 
     /// A step of a multi-part operation, on the session it was started on; an error ends it
@@ -264,7 +281,10 @@ impl Cipher for RemoteOp {
     fn update(&mut self, input: &[u8]) -> Result<Secret> {
         self.started = true;
         match self.kind {
-            OpKind::Encrypt => self.step("C_EncryptUpdate", false, |l, s| l.vendor.encrypt_update(s, input)),
+            OpKind::Encrypt => {
+                let limit = self.input_limit;
+                self.step("C_EncryptUpdate", false, |l, s| within(limit, input).and_then(|()| l.vendor.encrypt_update(s, input)))
+            }
             OpKind::Decrypt => self.step("C_DecryptUpdate", false, |l, s| l.vendor.decrypt_update(s, input)),
             _ => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
         }
@@ -280,7 +300,10 @@ impl Cipher for RemoteOp {
 
     fn once(&mut self, input: &[u8]) -> Result<Secret> {
         match self.kind {
-            OpKind::Encrypt => RemoteOp::once(self, "C_Encrypt", |l, s| l.vendor.encrypt(s, input)),
+            OpKind::Encrypt => {
+                let limit = self.input_limit;
+                RemoteOp::once(self, "C_Encrypt", |l, s| within(limit, input).and_then(|()| l.vendor.encrypt(s, input)))
+            }
             OpKind::Decrypt => RemoteOp::once(self, "C_Decrypt", |l, s| l.vendor.decrypt(s, input)),
             _ => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
         }
@@ -290,9 +313,10 @@ impl Cipher for RemoteOp {
 impl Signer for RemoteOp {
     fn update(&mut self, data: &[u8]) -> Result<()> {
         self.started = true;
+        let limit = self.input_limit;
         match self.kind {
-            OpKind::Sign => self.step("C_SignUpdate", false, |l, s| l.vendor.sign_update(s, data)),
-            OpKind::Verify => self.step("C_VerifyUpdate", false, |l, s| l.vendor.verify_update(s, data)),
+            OpKind::Sign => self.step("C_SignUpdate", false, |l, s| within(limit, data).and_then(|()| l.vendor.sign_update(s, data))),
+            OpKind::Verify => self.step("C_VerifyUpdate", false, |l, s| within(limit, data).and_then(|()| l.vendor.verify_update(s, data))),
             _ => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
         }
     }
@@ -313,14 +337,20 @@ impl Signer for RemoteOp {
 
     fn sign_once(&mut self, data: &[u8]) -> Result<Vec<u8>> {
         match self.kind {
-            OpKind::Sign => RemoteOp::once(self, "C_Sign", |l, s| l.vendor.sign(s, data)),
+            OpKind::Sign => {
+                let limit = self.input_limit;
+                RemoteOp::once(self, "C_Sign", |l, s| within(limit, data).and_then(|()| l.vendor.sign(s, data)))
+            }
             _ => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
         }
     }
 
     fn verify_once(&mut self, data: &[u8], signature: &[u8]) -> Result<()> {
         match self.kind {
-            OpKind::Verify => RemoteOp::once(self, "C_Verify", |l, s| l.vendor.verify(s, data, signature)),
+            OpKind::Verify => {
+                let limit = self.input_limit;
+                RemoteOp::once(self, "C_Verify", |l, s| within(limit, data).and_then(|()| l.vendor.verify(s, data, signature)))
+            }
             _ => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
         }
     }
