@@ -458,6 +458,33 @@ fn kwp() -> Mech {
     Mech::new(CKM_AES_KEY_WRAP_KWP)
 }
 
+/// The mechanism that wraps private keys (as PKCS#8) for checks inside the module:
+/// CKM_AES_KEY_WRAP_KWP; SoftHSM2 2.6 has no KWP and wraps private keys with its
+/// CKM_AES_KEY_WRAP_PAD (RFC 5649 over the zero-padded PKCS#8, which openssl does not read
+/// back, so the exchanges with openssl are keyfront's soft token's).
+fn pkcs8_wrap() -> Mech {
+    if backend().is_soft() {
+        kwp()
+    } else {
+        Mech::new(CKM_AES_KEY_WRAP_PAD)
+    }
+}
+
+/// ECDSA with SHA-256: CKM_ECDSA_SHA256 over the data. SoftHSM2 2.6 has no CKM_ECDSA_SHA*:
+/// there CKM_ECDSA over the SHA-256 digest, the same signature (`es256_input`).
+fn es256() -> Mech {
+    Mech::new(if backend().is_soft() { CKM_ECDSA_SHA256 } else { CKM_ECDSA })
+}
+
+/// What `es256()` signs for `data`: the data, or on SoftHSM2 its SHA-256 digest.
+fn es256_input(s: CK_SESSION_HANDLE, data: &[u8]) -> Vec<u8> {
+    if backend().is_soft() {
+        data.to_vec()
+    } else {
+        digest(s, CKM_SHA256, data).unwrap()
+    }
+}
+
 const KEK: [u8; 32] = [0x4b; 32];
 
 fn private_tmpl(key_type: CK_KEY_TYPE, extra: &[Attr]) -> Vec<Attr> {
@@ -516,19 +543,83 @@ fn rsa() -> &'static RsaFx {
             s,
             &Mech::new(CKM_RSA_PKCS_KEY_PAIR_GEN),
             &[au(CKA_MODULUS_BITS, 2048), av(CKA_LABEL, "shared-rsa")],
-            &[av(CKA_LABEL, "shared-rsa")],
+            // SoftHSM2's private keys are not sensitive unless asked (keyfront's are).
+            &[vec![av(CKA_LABEL, "shared-rsa")], if backend().is_soft() { vec![] } else { vec![ab(CKA_SENSITIVE, true)] }].concat(),
         )
         .expect("generate the shared RSA-2048 pair");
-        let mut spki = get_attr(s, public, CKA_PUBLIC_KEY_INFO).expect("CKA_PUBLIC_KEY_INFO");
-        if spki.is_empty() && backend().is_forwarded() {
-            // SoftHSM2 2.6 leaves CKA_PUBLIC_KEY_INFO empty on the keys it generates.
-            skip_note("vendor's CKA_PUBLIC_KEY_INFO is empty: the shared pair's SPKI is built from CKA_MODULUS/CKA_PUBLIC_EXPONENT");
-            let n = get_attr(s, public, CKA_MODULUS).expect("CKA_MODULUS");
-            let e = get_attr(s, public, CKA_PUBLIC_EXPONENT).expect("CKA_PUBLIC_EXPONENT");
-            spki = rsa_spki(&n, &e);
-        }
+        let spki = spki_of(s, public);
         RsaFx { slot, public, private, spki }
     })
+}
+
+/// The SubjectPublicKeyInfo of a public key: its CKA_PUBLIC_KEY_INFO. SoftHSM2 2.6 leaves
+/// that empty on the keys it generates or imports, so on a forwarded slot it is built from
+/// the key's components (RSA: modulus and exponent; P-256 and Ed25519: the point); the tests
+/// of CKA_PUBLIC_KEY_INFO itself are keyfront's soft token's.
+fn spki_of(s: CK_SESSION_HANDLE, public: CK_OBJECT_HANDLE) -> Vec<u8> {
+    let spki = get_attr(s, public, CKA_PUBLIC_KEY_INFO).expect("CKA_PUBLIC_KEY_INFO");
+    if !spki.is_empty() || backend().is_soft() {
+        return spki;
+    }
+    match get_ulong(s, public, CKA_KEY_TYPE).unwrap() {
+        CKK_RSA => rsa_spki(&get_attr(s, public, CKA_MODULUS).unwrap(), &get_attr(s, public, CKA_PUBLIC_EXPONENT).unwrap()),
+        CKK_EC => {
+            assert_eq!(get_attr(s, public, CKA_EC_PARAMS).unwrap(), hex(P256), "spki_of: P-256 only");
+            [hex(P256_SPKI_PREFIX), get_attr(s, public, CKA_EC_POINT).unwrap()[2..].to_vec()].concat()
+        }
+        CKK_EC_EDWARDS => [hex(ED25519_SPKI_PREFIX), get_attr(s, public, CKA_EC_POINT).unwrap()[2..].to_vec()].concat(),
+        other => panic!("spki_of: key type 0x{other:x}"),
+    }
+}
+
+/// The OAEP hash the tests use where any would do: SHA-256; SoftHSM2 2.6 does OAEP with
+/// SHA-1 only (CKR_ARGUMENTS_BAD for any other), so SHA-1 there.
+fn oaep_hash() -> &'static Hash {
+    if backend().is_soft() {
+        sha256()
+    } else {
+        &HASHES[0]
+    }
+}
+
+/// The slot of keyfront session `s`.
+fn fx_slot_of(s: CK_SESSION_HANDLE) -> CK_SLOT_ID {
+    session_info(s).expect("C_GetSessionInfo").slotID
+}
+
+/// What a private key template adds so that the private half of a generated pair carries
+/// `id` and is sensitive: keyfront copies the public template's CKA_ID to the private half,
+/// and makes private keys sensitive by default; SoftHSM2 does neither (PKCS#11 asks for
+/// neither), so there both are given.
+fn private_like_soft(id: &[u8]) -> Vec<Attr> {
+    if backend().is_soft() {
+        vec![]
+    } else {
+        vec![av(CKA_ID, id), ab(CKA_SENSITIVE, true)]
+    }
+}
+
+/// SoftHSM2's own C_GenerateKeyPair on a `vendor_session`.
+fn vendor_gen_pair(vs: CK_SESSION_HANDLE, m: &Mech, public: &[Attr], private: &[Attr]) -> R<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+    let (mut p, mut q) = (raw(public), raw(private));
+    let (mut hp, mut hq) = (CK_INVALID_HANDLE, CK_INVALID_HANDLE);
+    let f = vendor().C_GenerateKeyPair.unwrap();
+    m.with(|mp| {
+        rv(unsafe { f(vs, mp, p.as_mut_ptr(), p.len() as CK_ULONG, q.as_mut_ptr(), q.len() as CK_ULONG, &mut hp, &mut hq) })
+    })?;
+    Ok((hp, hq))
+}
+
+/// Key pair generation with `public` and `private` through keyfront (session `s`) and by
+/// SoftHSM2 itself (vendor session `vs`): a description of the difference in outcome, if any.
+/// Pairs made are destroyed.
+fn gen_pair_as_vendor(what: &str, s: CK_SESSION_HANDLE, vs: CK_SESSION_HANDLE, m: &Mech, public: &[Attr], private: &[Attr]) -> Option<String> {
+    let ours = gen_pair(s, m, public, private);
+    let theirs = vendor_gen_pair(vs, m, public, private);
+    let (a, b) = (ours.map(|(p, q)| (Ok(p), Ok(q))), theirs.map(|(p, q)| (Ok(p), Ok(q))));
+    let first = same_as_vendor(what, (s, a.map(|x| x.0).unwrap_or_else(Err)), (vs, b.map(|x| x.0).unwrap_or_else(Err)));
+    let _ = same_as_vendor(what, (s, a.map(|x| x.1).unwrap_or_else(Err)), (vs, b.map(|x| x.1).unwrap_or_else(Err)));
+    first
 }
 
 /// DER SubjectPublicKeyInfo of an RSA public key (modulus and exponent big-endian).
@@ -598,19 +689,25 @@ fn asymmetric_mechanisms_are_listed() {
         let i = info(m);
         assert_eq!(i.flags & flags, flags, "flags of 0x{m:x}: {:#x}", i.flags);
     }
+    if backend().is_forwarded() {
+        skip_note("SoftHSM2 2.6 has no CKM_ECDSA_SHA*; key sizes are SoftHSM2's (general.rs compares them)");
+    }
     for h in &HASHES {
-        for m in [h.pkcs1, h.pss, h.ecdsa] {
+        let hashed: &[CK_MECHANISM_TYPE] = if backend().is_soft() { &[h.pkcs1, h.pss, h.ecdsa] } else { &[h.pkcs1, h.pss] };
+        for &m in hashed {
             assert!(list.contains(&m), "mechanism 0x{m:x} not listed");
             assert_eq!(info(m).flags & sign_verify, sign_verify);
             assert_eq!(info(m).flags & (CKF_ENCRYPT | CKF_DECRYPT), 0, "0x{m:x} does not encrypt");
         }
     }
-    let gen = info(CKM_RSA_PKCS_KEY_PAIR_GEN);
-    assert_eq!((gen.ulMinKeySize, gen.ulMaxKeySize), (2048, 4096), "RSA generation sizes");
-    let ec = info(CKM_EC_KEY_PAIR_GEN);
-    assert_eq!((ec.ulMinKeySize, ec.ulMaxKeySize), (256, 256));
-    let ed = info(CKM_EDDSA);
-    assert_eq!((ed.ulMinKeySize, ed.ulMaxKeySize), (255, 255));
+    if backend().is_soft() {
+        let gen = info(CKM_RSA_PKCS_KEY_PAIR_GEN);
+        assert_eq!((gen.ulMinKeySize, gen.ulMaxKeySize), (2048, 4096), "RSA generation sizes");
+        let ec = info(CKM_EC_KEY_PAIR_GEN);
+        assert_eq!((ec.ulMinKeySize, ec.ulMaxKeySize), (256, 256));
+        let ed = info(CKM_EDDSA);
+        assert_eq!((ed.ulMinKeySize, ed.ulMaxKeySize), (255, 255));
+    }
     // Signature mechanisms do not derive or generate.
     assert_eq!(info(CKM_ECDSA).flags & (CKF_DERIVE | CKF_GENERATE_KEY_PAIR), 0);
 }
@@ -673,9 +770,19 @@ fn rsa_generated_pair_attributes() {
     assert_eq!(t[1].ulValueLen, CK_UNAVAILABLE_INFORMATION);
 
     // CKA_PUBLIC_KEY_INFO on both halves, accepted by openssl, with the module's modulus.
-    assert_eq!(get_attr(s, private, CKA_PUBLIC_KEY_INFO).unwrap(), f.spki);
     let text = String::from_utf8(o.run(&["rsa", "-pubin", "-in", "rsa.pem", "-noout", "-modulus"])).unwrap();
     assert_eq!(text.trim().strip_prefix("Modulus=").unwrap().to_lowercase(), to_hex(&n));
+    if backend().is_forwarded() {
+        // SoftHSM2 sets neither CKA_PUBLIC_KEY_INFO nor a CKA_ID of its own.
+        skip_note("SoftHSM2 leaves CKA_PUBLIC_KEY_INFO and CKA_ID of generated keys empty");
+        for h in [public, private] {
+            assert_eq!(get_attr(s, h, CKA_PUBLIC_KEY_INFO).unwrap(), b"");
+            assert_eq!(get_attr(s, h, CKA_ID).unwrap(), b"");
+        }
+        close(s).unwrap();
+        return;
+    }
+    assert_eq!(get_attr(s, private, CKA_PUBLIC_KEY_INFO).unwrap(), f.spki);
     // One CKA_ID on both halves: SHA-1 of the SubjectPublicKeyInfo when the caller gave none.
     let id = o.run(&["dgst", "-sha1", "-binary", "rsa.der"]);
     assert_eq!(get_attr(s, public, CKA_ID).unwrap(), id, "CKA_ID of the public key");
@@ -691,6 +798,30 @@ fn rsa_generation_errors() {
     let s = user_session(slot);
     let gen = Mech::new(CKM_RSA_PKCS_KEY_PAIR_GEN);
     let bits = |b: CK_ULONG| au(CKA_MODULUS_BITS, b);
+    if backend().is_forwarded() {
+        // SoftHSM2 makes keys of 512 to 16384 bits, and has codes of its own: each template
+        // gets what SoftHSM2 itself answers.
+        skip_note("RSA sizes and template errors are SoftHSM2's: compared with SoftHSM2's own answers");
+        let vs = vendor_session(slot);
+        let mut cases: Vec<(&str, Mech, Vec<Attr>, Vec<Attr>)> = vec![
+            ("no size", Mech::new(CKM_RSA_PKCS_KEY_PAIR_GEN), vec![], vec![]),
+            ("exponent, no size", Mech::new(CKM_RSA_PKCS_KEY_PAIR_GEN), vec![av(CKA_PUBLIC_EXPONENT, [1, 0, 1])], vec![]),
+            ("modulus given", Mech::new(CKM_RSA_PKCS_KEY_PAIR_GEN), vec![bits(2048), av(CKA_MODULUS, [0xc5; 256])], vec![]),
+            ("private exponent given", Mech::new(CKM_RSA_PKCS_KEY_PAIR_GEN), vec![bits(2048)], vec![av(CKA_PRIVATE_EXPONENT, [3; 256])]),
+            ("CKM_RSA_PKCS", Mech::new(CKM_RSA_PKCS), vec![bits(2048)], vec![]),
+            ("CKM_AES_KEY_GEN", Mech::new(CKM_AES_KEY_GEN), vec![au(CKA_VALUE_LEN, 16)], vec![]),
+            ("a parameter", Mech::bytes(CKM_RSA_PKCS_KEY_PAIR_GEN, &[1, 2]), vec![bits(2048)], vec![]),
+        ];
+        for e in [&[1u8, 0, 0][..], &[1], &[2]] {
+            cases.push(("exponent", Mech::new(CKM_RSA_PKCS_KEY_PAIR_GEN), vec![bits(2048), av(CKA_PUBLIC_EXPONENT, e)], vec![]));
+        }
+        let mismatches: Vec<String> =
+            cases.iter().filter_map(|(what, m, public, private)| gen_pair_as_vendor(what, s, vs, m, public, private)).collect();
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+        assert_rv(unsafe { vendor().C_CloseSession.unwrap()(vs) }, CKR_OK);
+        close(s).unwrap();
+        return;
+    }
     for b in [512, 1024, 2047, 2056, 8192] {
         let r = gen_pair(s, &gen, &[bits(b)], &[]);
         assert!(matches!(r, Err(Ck(CKR_KEY_SIZE_RANGE))), "{b} bits: {r:?}");
@@ -728,9 +859,11 @@ fn rsa_3072_generation_and_pkcs8_export() {
     let n = get_attr(s, public, CKA_MODULUS).unwrap();
     assert_eq!(n.len(), 384);
     assert_eq!(trim_zeros(&get_attr(s, public, CKA_PUBLIC_EXPONENT).unwrap()), &[1, 0, 1]);
-    // The caller's CKA_ID, given on the public template, is on both halves.
+    // The caller's CKA_ID, given on the public template, is on both halves (SoftHSM2 leaves
+    // the private half's empty: PKCS#11 does not say to copy it).
     assert_eq!(get_attr(s, public, CKA_ID).unwrap(), b"rsa-3072");
-    assert_eq!(get_attr(s, private, CKA_ID).unwrap(), b"rsa-3072");
+    let private_id: &[u8] = if backend().is_soft() { b"rsa-3072" } else { b"" };
+    assert_eq!(get_attr(s, private, CKA_ID).unwrap(), private_id);
     assert!(!get_bool(s, private, CKA_ALWAYS_SENSITIVE).unwrap());
     assert!(!get_bool(s, private, CKA_NEVER_EXTRACTABLE).unwrap());
     let d = get_attr(s, private, CKA_PRIVATE_EXPONENT).expect("non-sensitive private exponent is readable");
@@ -738,7 +871,7 @@ fn rsa_3072_generation_and_pkcs8_export() {
     let q = get_attr(s, private, CKA_PRIME_2).unwrap();
     assert!(d.len() > 300 && p.len() == 192 && q.len() == 192, "component sizes d {} p {} q {}", d.len(), p.len(), q.len());
 
-    let spki = get_attr(s, public, CKA_PUBLIC_KEY_INFO).unwrap();
+    let spki = spki_of(s, public);
     let pem = o.public_pem("rsa3072", &spki);
     let sig = sign(s, &Mech::new(CKM_SHA384_RSA_PKCS), private, MSG).unwrap();
     assert_eq!(sig.len(), 384);
@@ -746,6 +879,11 @@ fn rsa_3072_generation_and_pkcs8_export() {
     o.put("sig", &sig);
     o.run(&["dgst", "-sha384", "-verify", &pem, "-signature", "sig", "msg"]);
 
+    if backend().is_forwarded() {
+        skip_note("no RFC 5649 key wrap on SoftHSM2 2.6: no PKCS#8 export to openssl");
+        close(s).unwrap();
+        return;
+    }
     // PKCS#8 under RFC 5649 key wrap: openssl unwraps it and reads the same key.
     let kek = aes_key(s, &KEK, &[]);
     let wrapped = wrap(s, &kwp(), kek, private).expect("wrap an extractable RSA private key");
@@ -789,7 +927,8 @@ fn rsa_pkcs1_v15_signatures() {
     o.put("sig", &sig);
     let recovered = o.run(&["pkeyutl", "-verifyrecover", "-pubin", "-inkey", "rsa.pem", "-in", "sig"]);
     assert_eq!(recovered, vec![0x33; 245]);
-    expect_rv(sign(s, &raw, f.private, &[0x33; 246]), CKR_DATA_LEN_RANGE);
+    // SoftHSM2: CKR_GENERAL_ERROR.
+    expect_rv(sign(s, &raw, f.private, &[0x33; 246]), by_backend(CKR_DATA_LEN_RANGE, CKR_GENERAL_ERROR));
     close(s).unwrap();
 }
 
@@ -826,7 +965,7 @@ fn rsa_sign_and_encrypt_length_protocol() {
     assert_eq!(sig2, sig);
 
     // OAEP encryption and decryption.
-    let om = oaep(sha256(), b"");
+    let om = oaep(oaep_hash(), b"");
     encrypt_init(s, &om, f.public).unwrap();
     let enc = |cap| call(cap, |p, l| ck!(C_Encrypt, s, MSG.as_ptr() as *mut u8, MSG.len() as CK_ULONG, p, l));
     assert_eq!(enc(None).1, 256);
@@ -952,6 +1091,11 @@ fn rsa_pss_parameter_errors() {
         ("short parameter", Mech::bytes(CKM_SHA256_RSA_PKCS_PSS, &ul(CKM_SHA256))),
         ("long parameter", Mech::bytes(CKM_SHA256_RSA_PKCS_PSS, &[ul(CKM_SHA256), ul(CKG_MGF1_SHA256), ul(32), ul(0)].concat())),
     ];
+    if backend().is_forwarded() {
+        pss_parameters_like_vendor(f, s, &bad);
+        close(s).unwrap();
+        return;
+    }
     for (what, m) in &bad {
         let r = sign_init(s, m, f.private);
         assert!(matches!(r, Err(Ck(CKR_MECHANISM_PARAM_INVALID))), "C_SignInit, {what}: {r:?}");
@@ -971,6 +1115,43 @@ fn rsa_pss_parameter_errors() {
     close(s).unwrap();
 }
 
+/// rsa_pss_parameter_errors on a forwarding slot: each bad parameter gets what SoftHSM2
+/// answers itself for a pair of its own (CKR_ARGUMENTS_BAD mostly), except where keyfront
+/// refuses first: a parameter of the wrong size for CK_RSA_PKCS_PSS_PARAMS.
+fn pss_parameters_like_vendor(f: &RsaFx, s: CK_SESSION_HANDLE, bad: &[(&str, Mech)]) {
+    skip_note("SoftHSM2's codes for bad PSS parameters: compared with SoftHSM2's own answers");
+    let vs = vendor_session(f.slot);
+    let (vpub, vpriv) = vendor_gen_pair(vs, &Mech::new(CKM_RSA_PKCS_KEY_PAIR_GEN), &[au(CKA_MODULUS_BITS, 2048)], &[]).unwrap();
+    let v = vendor();
+    let mut mismatches = vec![];
+    for (what, m) in bad {
+        let wrong_size = matches!(&m.param, Param::Bytes(b) if b.len() != size_of::<CK_RSA_PKCS_PSS_PARAMS>());
+        for sign in [true, false] {
+            let ours = if sign { sign_init(s, m, f.private) } else { verify_init(s, m, f.public) };
+            let init = if sign { v.C_SignInit } else { v.C_VerifyInit }.unwrap();
+            let theirs = m.with(|mp| rv(unsafe { init(vs, mp, if sign { vpriv } else { vpub }) }));
+            let want = if wrong_size { Err(Ck(CKR_MECHANISM_PARAM_INVALID)) } else { theirs };
+            if ours != want {
+                mismatches.push(format!("{what} (sign {sign}): keyfront {ours:?}, want {want:?}"));
+            }
+            // End what started (a huge salt fails only at the signature).
+            let input = [7u8; 32];
+            if ours.is_ok() {
+                let _ = if sign { sign_once(s, &input, Some(512)).0 } else { ck!(C_Verify, s, input.as_ptr() as *mut u8, 32, input.as_ptr() as *mut u8, 32) };
+            }
+            if theirs.is_ok() {
+                let (mut out, mut len) = ([0u8; 512], 512);
+                let p = input.as_ptr() as *mut u8;
+                let _ = unsafe { if sign { v.C_Sign.unwrap()(vs, p, 32, out.as_mut_ptr(), &mut len) } else { v.C_Verify.unwrap()(vs, p, 32, p, 32) } };
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    assert_rv(unsafe { v.C_CloseSession.unwrap()(vs) }, CKR_OK);
+    // No operation was left active by the failures.
+    sign(s, &pss_of(CKM_RSA_PKCS_PSS, sha256()), f.private, &[7u8; 32]).unwrap();
+}
+
 // =============================================================================================
 // RSA: encryption
 
@@ -980,9 +1161,14 @@ fn rsa_oaep_encryption() {
     let (f, s) = rsa_session(&o);
     let msg = b"a 32-byte secret for OAEP tests!";
     o.put("msg", msg);
-    let labels: [&'static [u8]; 2] = [b"", b"keyfront label"];
-    for h in &HASHES {
-        for label in labels {
+    // SoftHSM2 2.6 does OAEP with SHA-1 only, and takes no label (it ignores one).
+    let (hashes, labels): (&[Hash], &[&'static [u8]]) =
+        if backend().is_soft() { (&HASHES, &[b"", b"keyfront label"]) } else { (&HASHES[..1], &[b""]) };
+    if backend().is_forwarded() {
+        skip_note("SoftHSM2 2.6: OAEP with SHA-1 only, labels ignored");
+    }
+    for h in hashes {
+        for &label in labels {
             let m = oaep(h, label);
             let what = format!("{} label {:?}", h.md, String::from_utf8_lossy(label));
             let c1 = encrypt(s, &m, f.public, msg).unwrap();
@@ -1001,25 +1187,59 @@ fn rsa_oaep_encryption() {
             let theirs = o.run(&args);
             assert_eq!(decrypt(s, &m, f.private, &theirs).unwrap(), msg, "openssl's ciphertext ({what})");
             // The wrong label or hash does not decrypt.
-            let other = oaep(h, if label.is_empty() { &b"x"[..] } else { &b""[..] });
-            expect_rv(decrypt(s, &other, f.private, &c1), CKR_ENCRYPTED_DATA_INVALID);
+            if backend().is_soft() {
+                let other = oaep(h, if label.is_empty() { &b"x"[..] } else { &b""[..] });
+                expect_rv(decrypt(s, &other, f.private, &c1), CKR_ENCRYPTED_DATA_INVALID);
+            }
         }
         // The largest message: k - 2 hLen - 2.
         let m = oaep(h, b"");
         let max = 256 - 2 * h.len - 2;
         let c = encrypt(s, &m, f.public, &vec![0xa5; max]).unwrap();
         assert_eq!(decrypt(s, &m, f.private, &c).unwrap(), vec![0xa5; max]);
-        expect_rv(encrypt(s, &m, f.public, &vec![0xa5; max + 1]), CKR_DATA_LEN_RANGE);
+        // SoftHSM2: CKR_GENERAL_ERROR.
+        expect_rv(encrypt(s, &m, f.public, &vec![0xa5; max + 1]), by_backend(CKR_DATA_LEN_RANGE, CKR_GENERAL_ERROR));
         // An empty message is fine.
         let c = encrypt(s, &m, f.public, b"").unwrap();
         assert_eq!(decrypt(s, &m, f.private, &c).unwrap(), b"");
     }
-    let m = oaep(sha256(), b"");
+    let m = oaep(oaep_hash(), b"");
     let c = encrypt(s, &m, f.public, msg).unwrap();
-    let other_hash = oaep(&HASHES[0], b"");
-    expect_rv(decrypt(s, &other_hash, f.private, &c), CKR_ENCRYPTED_DATA_INVALID);
+    if backend().is_soft() {
+        let other_hash = oaep(&HASHES[0], b"");
+        expect_rv(decrypt(s, &other_hash, f.private, &c), CKR_ENCRYPTED_DATA_INVALID);
+    }
     let mut bad = c.clone();
     bad[100] ^= 0x10;
+    if backend().is_forwarded() {
+        // SoftHSM2's codes: CKR_GENERAL_ERROR for a ciphertext that does not decrypt, of
+        // any length; CKR_ARGUMENTS_BAD for OAEP parameters other than SHA-1 and MGF1-SHA-1.
+        let got: Vec<(&str, R<Vec<u8>>)> = vec![
+            ("flipped bit", decrypt(s, &m, f.private, &bad)),
+            ("one byte short", decrypt(s, &m, f.private, &c[1..])),
+            ("one byte long", decrypt(s, &m, f.private, &[c.clone(), vec![0]].concat())),
+        ];
+        for (what, r) in got {
+            assert!(matches!(r, Err(Ck(CKR_GENERAL_ERROR))), "{what}: {r:?}");
+        }
+        for (what, m) in [
+            ("no parameter", Mech::new(CKM_RSA_PKCS_OAEP)),
+            ("SHA-256", oaep_src(CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, b"")),
+            ("MGF differs from the hash", oaep_src(CKM_SHA_1, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, b"")),
+        ] {
+            let r = encrypt_init(s, &m, f.public);
+            assert!(matches!(r, Err(Ck(CKR_ARGUMENTS_BAD))), "C_EncryptInit, {what}: {r:?}");
+            let r = decrypt_init(s, &m, f.private);
+            assert!(matches!(r, Err(Ck(CKR_ARGUMENTS_BAD))), "C_DecryptInit, {what}: {r:?}");
+        }
+        // keyfront reads the parameter first: one too short for its structure.
+        let short = Mech::bytes(CKM_RSA_PKCS_OAEP, &[ul(CKM_SHA_1), ul(CKG_MGF1_SHA1)].concat());
+        expect_rv(encrypt_init(s, &short, f.public), CKR_MECHANISM_PARAM_INVALID);
+        let unset = oaep_src(CKM_SHA_1, CKG_MGF1_SHA1, 0, b"");
+        assert_eq!(decrypt(s, &unset, f.private, &c).unwrap(), msg);
+        close(s).unwrap();
+        return;
+    }
     expect_rv(decrypt(s, &m, f.private, &bad), CKR_ENCRYPTED_DATA_INVALID);
     expect_rv(decrypt(s, &m, f.private, &c[1..]), CKR_ENCRYPTED_DATA_LEN_RANGE);
     expect_rv(decrypt(s, &m, f.private, &[c.clone(), vec![0]].concat()), CKR_ENCRYPTED_DATA_LEN_RANGE);
@@ -1058,8 +1278,9 @@ fn rsa_pkcs1_encryption_and_raw_rsa() {
     assert_eq!(decrypt(s, &m, f.private, &theirs).unwrap(), msg);
     let c = encrypt(s, &m, f.public, &[9; 245]).unwrap();
     assert_eq!(decrypt(s, &m, f.private, &c).unwrap(), vec![9; 245]);
-    expect_rv(encrypt(s, &m, f.public, &[9; 246]), CKR_DATA_LEN_RANGE);
-    expect_rv(decrypt(s, &m, f.private, &c[..255]), CKR_ENCRYPTED_DATA_LEN_RANGE);
+    // SoftHSM2: CKR_GENERAL_ERROR.
+    expect_rv(encrypt(s, &m, f.public, &[9; 246]), by_backend(CKR_DATA_LEN_RANGE, CKR_GENERAL_ERROR));
+    expect_rv(decrypt(s, &m, f.private, &c[..255]), by_backend(CKR_ENCRYPTED_DATA_LEN_RANGE, CKR_GENERAL_ERROR));
 
     // Raw RSA: c = m^e mod n with m left-padded to k bytes.
     let x = Mech::new(CKM_RSA_X_509);
@@ -1087,7 +1308,11 @@ fn rsa_pkcs1_encryption_and_raw_rsa() {
     wrong[255] ^= 1;
     expect_rv(verify(s, &x, f.public, &wrong, &sig), CKR_SIGNATURE_INVALID);
     // Inputs not below the modulus, or longer than it.
-    expect_one_of(encrypt(s, &x, f.public, &[0xff; 256]), &[CKR_DATA_INVALID, CKR_DATA_LEN_RANGE]);
+    if backend().is_soft() {
+        expect_one_of(encrypt(s, &x, f.public, &[0xff; 256]), &[CKR_DATA_INVALID, CKR_DATA_LEN_RANGE]);
+    } else {
+        expect_rv(encrypt(s, &x, f.public, &[0xff; 256]), CKR_GENERAL_ERROR);
+    }
     expect_rv(encrypt(s, &x, f.public, &[1; 257]), CKR_DATA_LEN_RANGE);
     close(s).unwrap();
 }
@@ -1123,7 +1348,7 @@ fn single_part_mechanisms_refuse_update() {
     }
     // Encryption with the RSA mechanisms is single-part only as well.
     let block = [0x11u8; 32];
-    for m in [Mech::new(CKM_RSA_PKCS), oaep(sha256(), b""), Mech::new(CKM_RSA_X_509)] {
+    for m in [Mech::new(CKM_RSA_PKCS), oaep(oaep_hash(), b""), Mech::new(CKM_RSA_X_509)] {
         encrypt_init(s, &m, f.public).unwrap();
         let (r, _, _) = call(Some(512), |p, l| ck!(C_EncryptUpdate, s, block.as_ptr() as *mut u8, 32, p, l));
         if r == CKR_OK {
@@ -1147,18 +1372,29 @@ fn single_part_mechanisms_refuse_update() {
 #[test]
 fn rsa_import_from_openssl() {
     let o = Ossl::new();
-    let s = user_session(fx().token());
+    let slot = fx().token();
+    let s = user_session(slot);
     let k = ossl_rsa(&o, s, "k", &[ab(CKA_EXTRACTABLE, true), av(CKA_LABEL, "imported")], &[]);
     let pem = format!("{}.pem", k.name);
     assert_eq!(get_ulong(s, k.public, CKA_MODULUS_BITS).unwrap(), 2048);
-    assert_eq!(get_attr(s, k.public, CKA_PUBLIC_KEY_INFO).unwrap(), k.spki, "SPKI of the imported public key");
-    assert_eq!(get_attr(s, k.private, CKA_PUBLIC_KEY_INFO).unwrap(), k.spki, "SPKI of the imported private key");
+    if backend().is_soft() {
+        assert_eq!(get_attr(s, k.public, CKA_PUBLIC_KEY_INFO).unwrap(), k.spki, "SPKI of the imported public key");
+        assert_eq!(get_attr(s, k.private, CKA_PUBLIC_KEY_INFO).unwrap(), k.spki, "SPKI of the imported private key");
+    } else {
+        skip_note("SoftHSM2 computes no CKA_PUBLIC_KEY_INFO for imported keys");
+    }
     for h in [k.public, k.private] {
         assert!(!get_bool(s, h, CKA_LOCAL).unwrap(), "imported keys are not CKA_LOCAL");
         assert_eq!(get_ulong(s, h, CKA_KEY_GEN_MECHANISM).unwrap(), CK_UNAVAILABLE_INFORMATION);
     }
-    assert!(get_bool(s, k.private, CKA_SENSITIVE).unwrap(), "imported private keys are sensitive by default");
-    expect_rv(get_attr(s, k.private, CKA_PRIVATE_EXPONENT), CKR_ATTRIBUTE_SENSITIVE);
+    if backend().is_soft() {
+        assert!(get_bool(s, k.private, CKA_SENSITIVE).unwrap(), "imported private keys are sensitive by default");
+        expect_rv(get_attr(s, k.private, CKA_PRIVATE_EXPONENT), CKR_ATTRIBUTE_SENSITIVE);
+    } else {
+        // SoftHSM2's private keys are not sensitive by default: this extractable one shows d.
+        assert!(!get_bool(s, k.private, CKA_SENSITIVE).unwrap());
+        assert_eq!(trim_zeros(&get_attr(s, k.private, CKA_PRIVATE_EXPONENT).unwrap()), rsa_components(&k.p8)[2]);
+    }
     assert!(!get_bool(s, k.private, CKA_ALWAYS_SENSITIVE).unwrap());
 
     // PKCS #1 v1.5 is deterministic: the module's signature is openssl's.
@@ -1175,13 +1411,19 @@ fn rsa_import_from_openssl() {
         let theirs = o.run(&["dgst", &format!("-{}", h.md), "-sigopt", "rsa_padding_mode:pss", "-sigopt", &salt, "-sign", &pem, "msg"]);
         verify(s, &pss_of(h.pss, h), k.public, MSG, &theirs).unwrap();
     }
-    // The module's OAEP ciphertexts decrypt in openssl.
+    // The module's OAEP ciphertexts decrypt in openssl (SoftHSM2: SHA-1, no label).
     static LABEL: &[u8] = b"oaep label";
-    let c = encrypt(s, &oaep(sha256(), LABEL), k.public, MSG).unwrap();
+    let label: &'static [u8] = if backend().is_soft() { LABEL } else { b"" };
+    let c = encrypt(s, &oaep(oaep_hash(), label), k.public, MSG).unwrap();
     o.put("c", &c);
-    let lab = format!("rsa_oaep_label:{}", to_hex(LABEL));
-    let pt = o.run(&["pkeyutl", "-decrypt", "-inkey", &pem, "-in", "c", "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256", "-pkeyopt", &lab]);
-    assert_eq!(pt, MSG);
+    let md = format!("rsa_oaep_md:{}", oaep_hash().md);
+    let mgf = format!("rsa_mgf1_md:{}", oaep_hash().md);
+    let lab = format!("rsa_oaep_label:{}", to_hex(label));
+    let mut args = vec!["pkeyutl", "-decrypt", "-inkey", &pem, "-in", "c", "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", &md, "-pkeyopt", &mgf];
+    if !label.is_empty() {
+        args.extend(["-pkeyopt", &lab]);
+    }
+    assert_eq!(o.run(&args), MSG);
     let ours = sign(s, &Mech::new(CKM_SHA256_RSA_PKCS), k.private, MSG).unwrap();
 
     // Only n, e and d: the primes are recovered; the key signs the same.
@@ -1192,6 +1434,28 @@ fn rsa_import_from_openssl() {
     // A modulus with a leading zero byte is the same key.
     let padded = create(s, &public_tmpl(CKK_RSA, &[av(CKA_MODULUS, [vec![0], c8[0].clone()].concat()), av(CKA_PUBLIC_EXPONENT, [0, 1, 0, 1])])).unwrap();
     verify(s, &Mech::new(CKM_SHA256_RSA_PKCS), padded, MSG, &ours).unwrap();
+    if backend().is_forwarded() {
+        // Attribute rules are SoftHSM2's, and it has no RFC 5649 wrap for the PKCS#8
+        // exchange with openssl.
+        skip_note("RSA import rules are SoftHSM2's (compared with its answers); no PKCS#8 exchange with openssl");
+        let vs = vendor_session(slot);
+        let mut wrong_coefficient = c8.clone();
+        *wrong_coefficient[7].last_mut().unwrap() ^= 1;
+        let (small, _) = o.genpkey("small", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"]);
+        let cases: Vec<(&str, Vec<Attr>)> = vec![
+            ("wrong coefficient", rsa_private_attrs(&wrong_coefficient, &[])),
+            ("one prime", private_tmpl(CKK_RSA, &[av(CKA_MODULUS, &c8[0]), av(CKA_PUBLIC_EXPONENT, &c8[1]), av(CKA_PRIVATE_EXPONENT, &c8[2]), av(CKA_PRIME_1, &c8[3])])),
+            ("no private exponent", private_tmpl(CKK_RSA, &[av(CKA_MODULUS, &c8[0]), av(CKA_PUBLIC_EXPONENT, &c8[1])])),
+            ("no public exponent", public_tmpl(CKK_RSA, &[av(CKA_MODULUS, &c8[0])])),
+            ("CKA_MODULUS_BITS", public_tmpl(CKK_RSA, &[av(CKA_MODULUS, &c8[0]), av(CKA_PUBLIC_EXPONENT, &c8[1]), au(CKA_MODULUS_BITS, 4096)])),
+            ("1024 bits", rsa_private_attrs(&rsa_components(&small), &[])),
+        ];
+        let mismatches: Vec<String> = cases.iter().filter_map(|(what, t)| same_as_vendor(what, (s, create(s, t)), (vs, vendor_create(vs, t)))).collect();
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+        assert_rv(unsafe { vendor().C_CloseSession.unwrap()(vs) }, CKR_OK);
+        close(s).unwrap();
+        return;
+    }
     assert_eq!(get_attr(s, padded, CKA_PUBLIC_KEY_INFO).unwrap(), k.spki);
 
     // Bad imports.
@@ -1241,12 +1505,12 @@ fn rsa_public_key_import_matches_generated_pair() {
     let n = get_attr(s, f.public, CKA_MODULUS).unwrap();
     let e = get_attr(s, f.public, CKA_PUBLIC_EXPONENT).unwrap();
     let imported = create(s, &public_tmpl(CKK_RSA, &[av(CKA_MODULUS, &n), av(CKA_PUBLIC_EXPONENT, &e), av(CKA_LABEL, "copy")])).unwrap();
-    assert_eq!(get_attr(s, imported, CKA_PUBLIC_KEY_INFO).unwrap(), f.spki);
+    assert_eq!(spki_of(s, imported), f.spki);
     assert_eq!(get_ulong(s, imported, CKA_MODULUS_BITS).unwrap(), 2048);
     let m = Mech::new(CKM_SHA512_RSA_PKCS);
     let sig = sign(s, &m, f.private, MSG).unwrap();
     verify(s, &m, imported, MSG, &sig).unwrap();
-    let om = oaep(&HASHES[3], b"");
+    let om = oaep(if backend().is_soft() { &HASHES[3] } else { oaep_hash() }, b"");
     let c = encrypt(s, &om, imported, MSG).unwrap();
     assert_eq!(decrypt(s, &om, f.private, &c).unwrap(), MSG);
     // The imported public key cannot decrypt or sign.
@@ -1273,12 +1537,30 @@ fn ec_generated_pair_attributes() {
     let point = get_attr(s, public, CKA_EC_POINT).unwrap();
     assert_eq!(point.len(), 67, "CKA_EC_POINT: DER OCTET STRING of an uncompressed point");
     assert_eq!(&point[..3], &[0x04, 0x41, 0x04]);
-    let spki = get_attr(s, public, CKA_PUBLIC_KEY_INFO).unwrap();
+    let spki = spki_of(s, public);
     assert_eq!(spki, [hex(P256_SPKI_PREFIX), point[2..].to_vec()].concat());
-    assert_eq!(get_attr(s, private, CKA_PUBLIC_KEY_INFO).unwrap(), spki);
     o.public_pem("ec", &spki);
     let text = String::from_utf8(o.run(&["pkey", "-pubin", "-in", "ec.pem", "-noout", "-text"])).unwrap();
     assert!(text.contains("prime256v1") || text.contains("P-256"), "openssl reads the curve: {text}");
+    if backend().is_forwarded() {
+        // SoftHSM2 sets no CKA_PUBLIC_KEY_INFO and no CKA_ID, and its private keys are not
+        // sensitive by default.
+        skip_note("SoftHSM2: no CKA_PUBLIC_KEY_INFO or CKA_ID of its own, private keys not sensitive by default");
+        for h in [public, private] {
+            assert_eq!(get_attr(s, h, CKA_PUBLIC_KEY_INFO).unwrap(), b"");
+            assert_eq!(get_attr(s, h, CKA_ID).unwrap(), b"");
+        }
+        for (attr, want) in [(CKA_SENSITIVE, false), (CKA_EXTRACTABLE, false), (CKA_ALWAYS_SENSITIVE, false), (CKA_NEVER_EXTRACTABLE, true), (CKA_DERIVE, false)] {
+            assert_eq!(get_bool(s, private, attr).unwrap(), want, "private attribute 0x{attr:x}");
+        }
+        // Not extractable: the scalar stays in (SoftHSM2's code for it).
+        expect_rv(get_attr(s, private, CKA_VALUE), CKR_ATTRIBUTE_SENSITIVE);
+        let (_, private2) = ec_pair(s, &[], &[ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)]).unwrap();
+        assert_eq!(get_attr(s, private2, CKA_VALUE).unwrap().len(), 32);
+        close(s).unwrap();
+        return;
+    }
+    assert_eq!(get_attr(s, private, CKA_PUBLIC_KEY_INFO).unwrap(), spki);
     let id = o.run(&["dgst", "-sha1", "-binary", "ec.der"]);
     assert_eq!(get_attr(s, public, CKA_ID).unwrap(), id);
     assert_eq!(get_attr(s, private, CKA_ID).unwrap(), id);
@@ -1304,36 +1586,40 @@ fn key_pair_generation_template_rules() {
     let p256 = av(CKA_EC_PARAMS, hex(P256));
     let ec = Mech::new(CKM_EC_KEY_PAIR_GEN);
     let ed = Mech::new(CKM_EC_EDWARDS_KEY_PAIR_GEN);
-    // Curves.
-    expect_rv(gen_pair(s, &ec, &[], &[]), CKR_TEMPLATE_INCOMPLETE);
-    for (what, params) in [("P-384", hex(P384)), ("secp256k1", hex(SECP256K1)), ("Ed25519 OID", hex(ED25519)), ("edwards25519 name", ED25519_NAME.to_vec())] {
-        let r = gen_pair(s, &ec, &[av(CKA_EC_PARAMS, params)], &[]);
-        assert!(matches!(r, Err(Ck(CKR_CURVE_NOT_SUPPORTED))), "CKM_EC_KEY_PAIR_GEN on {what}: {r:?}");
+    if backend().is_forwarded() {
+        pair_template_rules_like_vendor(slot, s);
+    } else {
+        // Curves.
+        expect_rv(gen_pair(s, &ec, &[], &[]), CKR_TEMPLATE_INCOMPLETE);
+        for (what, params) in [("P-384", hex(P384)), ("secp256k1", hex(SECP256K1)), ("Ed25519 OID", hex(ED25519)), ("edwards25519 name", ED25519_NAME.to_vec())] {
+            let r = gen_pair(s, &ec, &[av(CKA_EC_PARAMS, params)], &[]);
+            assert!(matches!(r, Err(Ck(CKR_CURVE_NOT_SUPPORTED))), "CKM_EC_KEY_PAIR_GEN on {what}: {r:?}");
+        }
+        let explicit = Ossl::new().run(&["ecparam", "-name", "prime256v1", "-param_enc", "explicit", "-outform", "DER"]);
+        expect_one_of(gen_pair(s, &ec, &[av(CKA_EC_PARAMS, explicit)], &[]), &[CKR_CURVE_NOT_SUPPORTED, CKR_DOMAIN_PARAMS_INVALID]);
+        expect_one_of(gen_pair(s, &ec, &[av(CKA_EC_PARAMS, [1, 2, 3])], &[]), &[CKR_DOMAIN_PARAMS_INVALID, CKR_ATTRIBUTE_VALUE_INVALID]);
+        for (what, params) in [("P-256", hex(P256)), ("Ed448", hex(ED448)), ("edwards448 name", b"\x13\x0aedwards448".to_vec())] {
+            let r = gen_pair(s, &ed, &[av(CKA_EC_PARAMS, params)], &[]);
+            assert!(matches!(r, Err(Ck(CKR_CURVE_NOT_SUPPORTED))), "CKM_EC_EDWARDS_KEY_PAIR_GEN on {what}: {r:?}");
+        }
+        // Templates that contradict the mechanism or each other.
+        let cases: Vec<(&str, Vec<Attr>, Vec<Attr>)> = vec![
+            ("public class", vec![p256.clone(), au(CKA_CLASS, CKO_PRIVATE_KEY)], vec![]),
+            ("private class", vec![p256.clone()], vec![au(CKA_CLASS, CKO_SECRET_KEY)]),
+            ("key type", vec![p256.clone()], vec![au(CKA_KEY_TYPE, CKK_RSA)]),
+            ("private CKA_VALUE", vec![p256.clone()], vec![av(CKA_VALUE, [1; 32])]),
+            ("public CKA_EC_POINT", vec![p256.clone(), av(CKA_EC_POINT, [4; 65])], vec![]),
+            ("private curve", vec![p256.clone()], vec![av(CKA_EC_PARAMS, hex(ED25519))]),
+        ];
+        for (what, public, private) in &cases {
+            let r = gen_pair(s, &ec, public, private);
+            assert!(matches!(r, Err(Ck(CKR_TEMPLATE_INCONSISTENT))), "{what}: {r:?}");
+        }
+        expect_rv(gen_pair(s, &ec, &[p256.clone(), ab(CKA_LOCAL, true)], &[]), CKR_ATTRIBUTE_READ_ONLY);
+        expect_rv(gen_pair(s, &ec, std::slice::from_ref(&p256), &[ab(CKA_NEVER_EXTRACTABLE, true)]), CKR_ATTRIBUTE_READ_ONLY);
+        expect_rv(gen_pair(s, &ec, std::slice::from_ref(&p256), &[au(CKA_MODULUS_BITS, 2048)]), CKR_ATTRIBUTE_TYPE_INVALID);
+        expect_rv(gen_pair(s, &Mech::bytes(CKM_EC_KEY_PAIR_GEN, &[1]), std::slice::from_ref(&p256), &[]), CKR_MECHANISM_PARAM_INVALID);
     }
-    let explicit = Ossl::new().run(&["ecparam", "-name", "prime256v1", "-param_enc", "explicit", "-outform", "DER"]);
-    expect_one_of(gen_pair(s, &ec, &[av(CKA_EC_PARAMS, explicit)], &[]), &[CKR_CURVE_NOT_SUPPORTED, CKR_DOMAIN_PARAMS_INVALID]);
-    expect_one_of(gen_pair(s, &ec, &[av(CKA_EC_PARAMS, [1, 2, 3])], &[]), &[CKR_DOMAIN_PARAMS_INVALID, CKR_ATTRIBUTE_VALUE_INVALID]);
-    for (what, params) in [("P-256", hex(P256)), ("Ed448", hex(ED448)), ("edwards448 name", b"\x13\x0aedwards448".to_vec())] {
-        let r = gen_pair(s, &ed, &[av(CKA_EC_PARAMS, params)], &[]);
-        assert!(matches!(r, Err(Ck(CKR_CURVE_NOT_SUPPORTED))), "CKM_EC_EDWARDS_KEY_PAIR_GEN on {what}: {r:?}");
-    }
-    // Templates that contradict the mechanism or each other.
-    let cases: Vec<(&str, Vec<Attr>, Vec<Attr>)> = vec![
-        ("public class", vec![p256.clone(), au(CKA_CLASS, CKO_PRIVATE_KEY)], vec![]),
-        ("private class", vec![p256.clone()], vec![au(CKA_CLASS, CKO_SECRET_KEY)]),
-        ("key type", vec![p256.clone()], vec![au(CKA_KEY_TYPE, CKK_RSA)]),
-        ("private CKA_VALUE", vec![p256.clone()], vec![av(CKA_VALUE, [1; 32])]),
-        ("public CKA_EC_POINT", vec![p256.clone(), av(CKA_EC_POINT, [4; 65])], vec![]),
-        ("private curve", vec![p256.clone()], vec![av(CKA_EC_PARAMS, hex(ED25519))]),
-    ];
-    for (what, public, private) in &cases {
-        let r = gen_pair(s, &ec, public, private);
-        assert!(matches!(r, Err(Ck(CKR_TEMPLATE_INCONSISTENT))), "{what}: {r:?}");
-    }
-    expect_rv(gen_pair(s, &ec, &[p256.clone(), ab(CKA_LOCAL, true)], &[]), CKR_ATTRIBUTE_READ_ONLY);
-    expect_rv(gen_pair(s, &ec, std::slice::from_ref(&p256), &[ab(CKA_NEVER_EXTRACTABLE, true)]), CKR_ATTRIBUTE_READ_ONLY);
-    expect_rv(gen_pair(s, &ec, std::slice::from_ref(&p256), &[au(CKA_MODULUS_BITS, 2048)]), CKR_ATTRIBUTE_TYPE_INVALID);
-    expect_rv(gen_pair(s, &Mech::bytes(CKM_EC_KEY_PAIR_GEN, &[1]), std::slice::from_ref(&p256), &[]), CKR_MECHANISM_PARAM_INVALID);
     // NULL output pointers and mechanism.
     {
         let mut t = raw(std::slice::from_ref(&p256));
@@ -1359,7 +1645,9 @@ fn key_pair_generation_template_rules() {
     .unwrap();
     assert_eq!(get_attr(s, public, CKA_LABEL).unwrap(), b"pub-label");
     assert_eq!(get_attr(s, private, CKA_LABEL).unwrap(), b"priv-label");
-    assert_eq!(get_attr(s, public, CKA_ID).unwrap(), b"given-on-private", "CKA_ID from the private template on both");
+    // SoftHSM2 does not copy CKA_ID between the halves (PKCS#11 does not ask it to).
+    let public_id: &[u8] = if backend().is_soft() { b"given-on-private" } else { b"" };
+    assert_eq!(get_attr(s, public, CKA_ID).unwrap(), public_id, "CKA_ID from the private template on both");
     assert!(!get_bool(s, public, CKA_VERIFY).unwrap());
     assert!(!get_bool(s, private, CKA_SIGN).unwrap());
     assert!(get_bool(s, private, CKA_DERIVE).unwrap());
@@ -1375,10 +1663,51 @@ fn key_pair_generation_template_rules() {
     expect_rv(ec_pair(s, &[], &[]), CKR_USER_NOT_LOGGED_IN);
     let (p, q) = ec_pair(s, &[], &[ab(CKA_PRIVATE, false)]).expect("a public pair without login");
     assert!(!get_bool(s, q, CKA_PRIVATE).unwrap());
-    assert!(get_bool(s, q, CKA_SENSITIVE).unwrap());
+    assert_eq!(get_bool(s, q, CKA_SENSITIVE).unwrap(), backend().is_soft(), "sensitive by default (not on SoftHSM2)");
     destroy(s, p).unwrap();
     destroy(s, q).unwrap();
     close(s).unwrap();
+}
+
+/// key_pair_generation_template_rules on a forwarding slot: curves and template rules are
+/// SoftHSM2's (it makes P-384 and secp256k1 keys, and has codes of its own): each case gets
+/// what SoftHSM2 answers itself. The cases run in a session of their own: SoftHSM2 leaves
+/// objects behind after some failed calls until their session closes.
+fn pair_template_rules_like_vendor(slot: CK_SLOT_ID, outer: CK_SESSION_HANDLE) {
+    skip_note("curves and key pair template rules are SoftHSM2's: compared with SoftHSM2's own answers");
+    let s = user_session(slot);
+    let vs = vendor_session(slot);
+    let p256 = av(CKA_EC_PARAMS, hex(P256));
+    let (ec, ed) = (Mech::new(CKM_EC_KEY_PAIR_GEN), Mech::new(CKM_EC_EDWARDS_KEY_PAIR_GEN));
+    let explicit = Ossl::new().run(&["ecparam", "-name", "prime256v1", "-param_enc", "explicit", "-outform", "DER"]);
+    let cases: Vec<(&str, &Mech, Vec<Attr>, Vec<Attr>)> = vec![
+        ("no curve", &ec, vec![], vec![]),
+        ("P-384", &ec, vec![av(CKA_EC_PARAMS, hex(P384))], vec![]),
+        ("secp256k1", &ec, vec![av(CKA_EC_PARAMS, hex(SECP256K1))], vec![]),
+        ("Ed25519 OID for EC", &ec, vec![av(CKA_EC_PARAMS, hex(ED25519))], vec![]),
+        ("edwards25519 name for EC", &ec, vec![av(CKA_EC_PARAMS, ED25519_NAME)], vec![]),
+        ("explicit parameters", &ec, vec![av(CKA_EC_PARAMS, explicit)], vec![]),
+        ("garbage parameters", &ec, vec![av(CKA_EC_PARAMS, [1, 2, 3])], vec![]),
+        ("P-256 for EdDSA", &ed, vec![p256.clone()], vec![]),
+        ("Ed448", &ed, vec![av(CKA_EC_PARAMS, hex(ED448))], vec![]),
+        ("public class", &ec, vec![p256.clone(), au(CKA_CLASS, CKO_PRIVATE_KEY)], vec![]),
+        ("private class", &ec, vec![p256.clone()], vec![au(CKA_CLASS, CKO_SECRET_KEY)]),
+        ("key type", &ec, vec![p256.clone()], vec![au(CKA_KEY_TYPE, CKK_RSA)]),
+        ("private CKA_VALUE", &ec, vec![p256.clone()], vec![av(CKA_VALUE, [1; 32])]),
+        ("public CKA_EC_POINT", &ec, vec![p256.clone(), av(CKA_EC_POINT, [4; 65])], vec![]),
+        ("private curve", &ec, vec![p256.clone()], vec![av(CKA_EC_PARAMS, hex(ED25519))]),
+        ("CKA_LOCAL", &ec, vec![p256.clone(), ab(CKA_LOCAL, true)], vec![]),
+        ("CKA_NEVER_EXTRACTABLE", &ec, vec![p256.clone()], vec![ab(CKA_NEVER_EXTRACTABLE, true)]),
+        ("CKA_MODULUS_BITS", &ec, vec![p256.clone()], vec![au(CKA_MODULUS_BITS, 2048)]),
+    ];
+    let mut mismatches: Vec<String> =
+        cases.iter().filter_map(|(what, m, public, private)| gen_pair_as_vendor(what, s, vs, m, public, private)).collect();
+    let with_param = Mech::bytes(CKM_EC_KEY_PAIR_GEN, &[1]);
+    mismatches.extend(gen_pair_as_vendor("a mechanism parameter", s, vs, &with_param, std::slice::from_ref(&p256), &[]));
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    assert_rv(unsafe { vendor().C_CloseSession.unwrap()(vs) }, CKR_OK);
+    close(s).unwrap();
+    assert!(find(outer, &[]).unwrap().is_empty(), "objects outlived the session they were made in");
 }
 
 #[test]
@@ -1386,65 +1715,80 @@ fn ecdsa_signatures() {
     let o = Ossl::new();
     let s = user_session(fx().token());
     let (public, private) = ec_pair(s, &[], &[]).unwrap();
-    let spki = get_attr(s, public, CKA_PUBLIC_KEY_INFO).unwrap();
+    let spki = spki_of(s, public);
     o.public_pem("ec", &spki);
     let msg = long_msg();
     o.put("msg", &msg);
+    if backend().is_forwarded() {
+        skip_note("SoftHSM2 2.6 has no CKM_ECDSA_SHA*: CKM_ECDSA over digests only");
+    }
     for h in &HASHES {
         let m = Mech::new(h.ecdsa);
-        let sig = sign(s, &m, private, &msg).unwrap();
-        assert_eq!(sig.len(), 64, "r || s");
-        let parts = sign_parts(s, &m, private, &chunks(&msg, ODD)).unwrap();
-        for sig in [&sig, &parts] {
-            verify(s, &m, public, &msg, sig).unwrap();
-            verify_parts(s, &m, public, &chunks(&msg, ODD), sig).unwrap();
-            o.put("sig.der", &ecdsa_to_der(sig));
-            o.run(&["dgst", &format!("-{}", h.md), "-verify", "ec.pem", "-signature", "sig.der", "msg"]);
+        let mut sig = vec![];
+        if backend().is_soft() {
+            sig = sign(s, &m, private, &msg).unwrap();
+            assert_eq!(sig.len(), 64, "r || s");
+            let parts = sign_parts(s, &m, private, &chunks(&msg, ODD)).unwrap();
+            for sig in [&sig, &parts] {
+                verify(s, &m, public, &msg, sig).unwrap();
+                verify_parts(s, &m, public, &chunks(&msg, ODD), sig).unwrap();
+                o.put("sig.der", &ecdsa_to_der(sig));
+                o.run(&["dgst", &format!("-{}", h.md), "-verify", "ec.pem", "-signature", "sig.der", "msg"]);
+            }
         }
         // CKM_ECDSA signs the caller's digest (truncated to 256 bits when longer).
         let digest = o.digest(h.md, &msg);
         let dsig = sign(s, &Mech::new(CKM_ECDSA), private, &digest).unwrap();
+        assert_eq!(dsig.len(), 64, "r || s");
         o.put("digest", &digest);
         o.put("sig.der", &ecdsa_to_der(&dsig));
         o.run(&["pkeyutl", "-verify", "-pubin", "-inkey", "ec.pem", "-in", "digest", "-sigfile", "sig.der"]);
-        verify(s, &m, public, &msg, &dsig).expect("a CKM_ECDSA signature of the digest verifies with the hashing mechanism");
-        verify(s, &Mech::new(CKM_ECDSA), public, &digest, &sig).expect("and the other way round");
+        o.run(&["dgst", &format!("-{}", h.md), "-verify", "ec.pem", "-signature", "sig.der", "msg"]);
+        verify(s, &Mech::new(CKM_ECDSA), public, &digest, &dsig).unwrap();
+        if backend().is_soft() {
+            verify(s, &m, public, &msg, &dsig).expect("a CKM_ECDSA signature of the digest verifies with the hashing mechanism");
+            verify(s, &Mech::new(CKM_ECDSA), public, &digest, &sig).expect("and the other way round");
+        }
     }
     // openssl notices a wrong signature (the cross-check is not vacuous).
-    let sig = sign(s, &Mech::new(CKM_ECDSA_SHA256), private, &msg).unwrap();
+    let m = es256();
+    let input = es256_input(s, &msg);
+    let sig = sign(s, &m, private, &input).unwrap();
     let mut bad = sig.clone();
     bad[5] ^= 0x40;
     o.put("sig.der", &ecdsa_to_der(&bad));
     assert!(!o.ok(&["dgst", "-sha256", "-verify", "ec.pem", "-signature", "sig.der", "msg"]));
 
     // Errors.
-    let m = Mech::new(CKM_ECDSA_SHA256);
-    expect_rv(verify(s, &m, public, &msg, &bad), CKR_SIGNATURE_INVALID);
-    expect_rv(verify(s, &m, public, b"other", &sig), CKR_SIGNATURE_INVALID);
+    expect_rv(verify(s, &m, public, &input, &bad), CKR_SIGNATURE_INVALID);
+    expect_rv(verify(s, &m, public, &es256_input(s, b"other"), &sig), CKR_SIGNATURE_INVALID);
     let mut zero_s = sig.clone();
     zero_s[32..].fill(0);
-    expect_rv(verify(s, &m, public, &msg, &zero_s), CKR_SIGNATURE_INVALID);
+    expect_rv(verify(s, &m, public, &input, &zero_s), CKR_SIGNATURE_INVALID);
     for len in [0usize, 1, 63, 65, 66, 96, 128] {
         let mut wrong = sig.clone();
         wrong.resize(len, 1);
-        expect_rv(verify(s, &m, public, &msg, &wrong), CKR_SIGNATURE_LEN_RANGE);
+        expect_rv(verify(s, &m, public, &input, &wrong), CKR_SIGNATURE_LEN_RANGE);
     }
     // The DER form is not what PKCS#11 verifies.
     let der_sig = ecdsa_to_der(&sig);
-    expect_one_of(verify(s, &m, public, &msg, &der_sig), &[CKR_SIGNATURE_LEN_RANGE, CKR_SIGNATURE_INVALID]);
-    expect_rv(verify_parts(s, &m, public, &[&msg], &sig[..63]), CKR_SIGNATURE_LEN_RANGE);
+    expect_one_of(verify(s, &m, public, &input, &der_sig), &[CKR_SIGNATURE_LEN_RANGE, CKR_SIGNATURE_INVALID]);
+    if backend().is_soft() {
+        expect_rv(verify_parts(s, &m, public, &[&msg], &sig[..63]), CKR_SIGNATURE_LEN_RANGE);
+    }
 
     // Length protocol.
+    let input = es256_input(s, MSG);
     sign_init(s, &m, private).unwrap();
-    let (r, len, _) = sign_once(s, MSG, None);
+    let (r, len, _) = sign_once(s, &input, None);
     assert_rv(r, CKR_OK);
     assert_eq!(len, 64);
-    let (r, len, _) = sign_once(s, MSG, Some(63));
+    let (r, len, _) = sign_once(s, &input, Some(63));
     assert_rv(r, CKR_BUFFER_TOO_SMALL);
     assert_eq!(len, 64);
-    let (r, _, sig) = sign_once(s, MSG, Some(64));
+    let (r, _, sig) = sign_once(s, &input, Some(64));
     assert_rv(r, CKR_OK);
-    verify(s, &m, public, MSG, &sig).unwrap();
+    verify(s, &m, public, &input, &sig).unwrap();
     close(s).unwrap();
 }
 
@@ -1458,29 +1802,56 @@ fn ec_import_from_openssl() {
     assert_eq!(raw_point.len(), 65);
     let der_point = der(0x04, &raw_point);
     let private = create(s, &private_tmpl(CKK_EC, &[av(CKA_EC_PARAMS, hex(P256)), av(CKA_VALUE, ec_scalar(&p8)), ab(CKA_EXTRACTABLE, true)])).unwrap();
-    assert_eq!(get_attr(s, private, CKA_PUBLIC_KEY_INFO).unwrap(), spki);
+    if backend().is_soft() {
+        assert_eq!(get_attr(s, private, CKA_PUBLIC_KEY_INFO).unwrap(), spki);
+    }
     let compressed = o.run(&["ec", "-in", "k.pem", "-pubout", "-conv_form", "compressed", "-outform", "DER"]);
     let compressed = spki_key(&compressed);
     assert_eq!(compressed.len(), 33);
     let mut publics = vec![];
-    for (what, point) in [("raw", &raw_point), ("DER", &der_point), ("compressed", &compressed)] {
+    // SoftHSM2 takes the point as given: DER-wrapped, as PKCS#11 2.40 has it.
+    let points = if backend().is_soft() { vec![("raw", &raw_point), ("DER", &der_point), ("compressed", &compressed)] } else { vec![("DER", &der_point)] };
+    if backend().is_forwarded() {
+        skip_note("SoftHSM2 stores CKA_EC_POINT as given: only the DER form is imported");
+    }
+    for (what, point) in points {
         let h = create(s, &public_tmpl(CKK_EC, &[av(CKA_EC_PARAMS, hex(P256)), av(CKA_EC_POINT, point)]))
             .unwrap_or_else(|e| panic!("import a {what} point: {e:?}"));
         assert_eq!(get_attr(s, h, CKA_EC_POINT).unwrap(), der_point, "CKA_EC_POINT of a {what} import");
-        assert_eq!(get_attr(s, h, CKA_PUBLIC_KEY_INFO).unwrap(), spki);
+        assert_eq!(spki_of(s, h), spki);
         publics.push(h);
     }
     let public = publics[0];
 
     o.put("msg", MSG);
     for h in &HASHES {
-        // openssl signs, the module verifies.
+        // openssl signs, the module verifies (SoftHSM2: CKM_ECDSA over the digest).
+        let (m, input) = if backend().is_soft() { (Mech::new(h.ecdsa), MSG.to_vec()) } else { (Mech::new(CKM_ECDSA), o.digest(h.md, MSG)) };
         let theirs = o.run(&["dgst", &format!("-{}", h.md), "-sign", "k.pem", "msg"]);
-        verify(s, &Mech::new(h.ecdsa), public, MSG, &ecdsa_from_der(&theirs)).unwrap_or_else(|e| panic!("{}: {e:?}", h.md));
+        verify(s, &m, public, &input, &ecdsa_from_der(&theirs)).unwrap_or_else(|e| panic!("{}: {e:?}", h.md));
         // The module signs, openssl verifies.
-        let ours = sign(s, &Mech::new(h.ecdsa), private, MSG).unwrap();
+        let ours = sign(s, &m, private, &input).unwrap();
         o.put("sig.der", &ecdsa_to_der(&ours));
         o.run(&["dgst", &format!("-{}", h.md), "-verify", "k-pub.pem", "-signature", "sig.der", "msg"]);
+    }
+    if backend().is_forwarded() {
+        skip_note("EC import rules are SoftHSM2's (compared with its answers); no PKCS#8 exchange with openssl");
+        let vs = vendor_session(fx_slot_of(s));
+        let mut off_curve = der_point.clone();
+        off_curve[40] ^= 1;
+        let (_, spki384) = o.genpkey("k384", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"]);
+        let cases: Vec<(&str, Vec<Attr>)> = vec![
+            ("off the curve", public_tmpl(CKK_EC, &[av(CKA_EC_PARAMS, hex(P256)), av(CKA_EC_POINT, &off_curve)])),
+            ("short point", public_tmpl(CKK_EC, &[av(CKA_EC_PARAMS, hex(P256)), av(CKA_EC_POINT, &der_point[..66])])),
+            ("no curve", public_tmpl(CKK_EC, &[av(CKA_EC_POINT, &der_point)])),
+            ("P-384", public_tmpl(CKK_EC, &[av(CKA_EC_PARAMS, hex(P384)), av(CKA_EC_POINT, der(0x04, &spki_key(&spki384)))])),
+            ("zero scalar", private_tmpl(CKK_EC, &[av(CKA_EC_PARAMS, hex(P256)), av(CKA_VALUE, [0u8; 32])])),
+        ];
+        let mismatches: Vec<String> = cases.iter().filter_map(|(what, t)| same_as_vendor(what, (s, create(s, t)), (vs, vendor_create(vs, t)))).collect();
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+        assert_rv(unsafe { vendor().C_CloseSession.unwrap()(vs) }, CKR_OK);
+        close(s).unwrap();
+        return;
     }
     // Bad imports.
     let mut off_curve = raw_point.clone();
@@ -1522,7 +1893,7 @@ fn ecdh_derive_against_openssl() {
     let o = Ossl::new();
     let s = user_session(fx().token());
     let (a_pub, a_priv) = ec_pair(s, &[], &[ab(CKA_DERIVE, true)]).unwrap();
-    o.public_pem("a", &get_attr(s, a_pub, CKA_PUBLIC_KEY_INFO).unwrap());
+    o.public_pem("a", &spki_of(s, a_pub));
     let (_, b_spki) = o.genpkey("b", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]);
     let b_raw = spki_key(&b_spki);
     let b_der = der(0x04, &b_raw);
@@ -1536,9 +1907,15 @@ fn ecdh_derive_against_openssl() {
     for point in [&b_raw, &b_der] {
         let k = derive(s, &ecdh(CKD_NULL, b"", point).m, a_priv, &generic(&[])).unwrap();
         assert_eq!(get_attr(s, k, CKA_VALUE).unwrap(), z, "Z agrees with openssl");
-        assert_eq!(get_ulong(s, k, CKA_VALUE_LEN).unwrap(), 32);
+        // SoftHSM2 leaves CKA_VALUE_LEN of derived keys 0.
+        assert_eq!(get_ulong(s, k, CKA_VALUE_LEN).unwrap(), if backend().is_soft() { 32 } else { 0 });
         assert_eq!(get_ulong(s, k, CKA_CLASS).unwrap(), CKO_SECRET_KEY);
         assert!(!get_bool(s, k, CKA_LOCAL).unwrap());
+    }
+    if backend().is_forwarded() {
+        ecdh_on_softhsm2(s, a_pub, a_priv, &b_raw, &z);
+        close(s).unwrap();
+        return;
     }
     let short = derive(s, &ecdh(CKD_NULL, b"", &b_raw).m, a_priv, &generic(&[au(CKA_VALUE_LEN, 16)])).unwrap();
     assert_eq!(get_attr(s, short, CKA_VALUE).unwrap(), &z[16..], "CKD_NULL truncation keeps the trailing bytes");
@@ -1589,6 +1966,32 @@ fn ecdh_derive_against_openssl() {
     close(s).unwrap();
 }
 
+/// The rest of ecdh_derive_against_openssl on a forwarding slot: SoftHSM2 2.6 derives with
+/// CKD_NULL only.
+fn ecdh_on_softhsm2(s: CK_SESSION_HANDLE, a_pub: CK_OBJECT_HANDLE, a_priv: CK_OBJECT_HANDLE, b_raw: &[u8], z: &[u8]) {
+    skip_note("SoftHSM2 2.6 derives with CKD_NULL only: no X9.63 KDF checks");
+    let generic = [au(CKA_CLASS, CKO_SECRET_KEY), au(CKA_KEY_TYPE, CKK_GENERIC_SECRET), ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)];
+    let info = b"keyfront shared info";
+    let with_len = |n: CK_ULONG| merge(generic.to_vec(), &[au(CKA_VALUE_LEN, n)]);
+    expect_rv(derive(s, &ecdh(CKD_SHA256_KDF, info, b_raw).m, a_priv, &with_len(32)), CKR_MECHANISM_PARAM_INVALID);
+    let short = derive(s, &ecdh(CKD_NULL, b"", b_raw).m, a_priv, &with_len(16)).unwrap();
+    assert_eq!(get_attr(s, short, CKA_VALUE).unwrap(), &z[16..], "CKD_NULL truncation keeps the trailing bytes");
+    // Two module keys agree with each other.
+    let (c_pub, c_priv) = ec_pair(s, &[], &[ab(CKA_DERIVE, true)]).unwrap();
+    let a_point = get_attr(s, a_pub, CKA_EC_POINT).unwrap();
+    let c_point = get_attr(s, c_pub, CKA_EC_POINT).unwrap();
+    let ac = derive(s, &ecdh(CKD_NULL, b"", &c_point).m, a_priv, &generic).unwrap();
+    let ca = derive(s, &ecdh(CKD_NULL, b"", &a_point).m, c_priv, &generic).unwrap();
+    assert_eq!(get_attr(s, ac, CKA_VALUE).unwrap(), get_attr(s, ca, CKA_VALUE).unwrap());
+    assert_ne!(get_attr(s, ac, CKA_VALUE).unwrap(), z);
+    // Errors.
+    let plain = ecdh(CKD_NULL, b"", b_raw);
+    let (_, no_derive) = ec_pair(s, &[], &[]).unwrap();
+    expect_rv(derive(s, &plain.m, no_derive, &generic), CKR_KEY_FUNCTION_NOT_PERMITTED);
+    expect_rv(derive(s, &plain.m, a_pub, &generic), CKR_KEY_FUNCTION_NOT_PERMITTED);
+    expect_rv(derive(s, &Mech::new(CKM_ECDH1_DERIVE), a_priv, &generic), CKR_MECHANISM_PARAM_INVALID);
+}
+
 // =============================================================================================
 // Ed25519
 
@@ -1623,40 +2026,60 @@ fn ed25519_generation_and_signatures() {
     o.put("msg", &msg);
     for (what, params) in [("OID", hex(ED25519)), ("curve name", ED25519_NAME.to_vec())] {
         let (public, private) = ed_pair(s, &[av(CKA_EC_PARAMS, &params)], &[]).unwrap_or_else(|e| panic!("generate with the {what}: {e:?}"));
+        // keyfront stores the OID; SoftHSM2 keeps the public template's form, and gives the
+        // private half the curve name.
         for h in [public, private] {
+            let stored = match backend() {
+                Backend::Soft => hex(ED25519),
+                Backend::SoftHsm2 if h == public => params.clone(),
+                Backend::SoftHsm2 => ED25519_NAME.to_vec(),
+            };
             assert_eq!(get_ulong(s, h, CKA_KEY_TYPE).unwrap(), CKK_EC_EDWARDS);
-            assert_eq!(get_attr(s, h, CKA_EC_PARAMS).unwrap(), hex(ED25519), "CKA_EC_PARAMS comes back as the OID ({what})");
+            assert_eq!(get_attr(s, h, CKA_EC_PARAMS).unwrap(), stored, "CKA_EC_PARAMS comes back as the OID ({what})");
             assert_eq!(get_ulong(s, h, CKA_KEY_GEN_MECHANISM).unwrap(), CKM_EC_EDWARDS_KEY_PAIR_GEN);
         }
         let point = get_attr(s, public, CKA_EC_POINT).unwrap();
         assert_eq!(point.len(), 34);
         assert_eq!(&point[..2], &[0x04, 0x20]);
-        let spki = get_attr(s, public, CKA_PUBLIC_KEY_INFO).unwrap();
+        let spki = spki_of(s, public);
         assert_eq!(spki, [hex(ED25519_SPKI_PREFIX), point[2..].to_vec()].concat());
-        assert_eq!(get_attr(s, private, CKA_PUBLIC_KEY_INFO).unwrap(), spki);
-        let id = o.digest("sha1", &spki);
-        assert_eq!(get_attr(s, private, CKA_ID).unwrap(), id);
+        if backend().is_soft() {
+            assert_eq!(get_attr(s, private, CKA_PUBLIC_KEY_INFO).unwrap(), spki);
+            let id = o.digest("sha1", &spki);
+            assert_eq!(get_attr(s, private, CKA_ID).unwrap(), id);
+        } else if what == "OID" {
+            skip_note("SoftHSM2: no CKA_PUBLIC_KEY_INFO or CKA_ID of its own on Ed25519 keys");
+        }
         expect_rv(get_attr(s, private, CKA_VALUE), CKR_ATTRIBUTE_SENSITIVE);
         o.public_pem("ed", &spki);
 
         let sig = sign(s, &eddsa, private, &msg).unwrap();
         assert_eq!(sig.len(), 64);
-        assert_eq!(sign_parts(s, &eddsa, private, &chunks(&msg, ODD)).unwrap(), sig, "Ed25519 is deterministic");
-        assert_eq!(sign(s, &eddsa_params(false, b""), private, &msg).unwrap(), sig, "explicit pure-Ed25519 parameters");
+        assert_eq!(sign(s, &eddsa, private, &msg).unwrap(), sig, "Ed25519 is deterministic");
         verify(s, &eddsa, public, &msg, &sig).unwrap();
-        verify_parts(s, &eddsa, public, &chunks(&msg, ODD), &sig).unwrap();
-        verify(s, &eddsa_params(false, b""), public, &msg, &sig).unwrap();
+        if backend().is_soft() {
+            assert_eq!(sign_parts(s, &eddsa, private, &chunks(&msg, ODD)).unwrap(), sig, "Ed25519 is deterministic");
+            assert_eq!(sign(s, &eddsa_params(false, b""), private, &msg).unwrap(), sig, "explicit pure-Ed25519 parameters");
+            verify_parts(s, &eddsa, public, &chunks(&msg, ODD), &sig).unwrap();
+            verify(s, &eddsa_params(false, b""), public, &msg, &sig).unwrap();
+        } else if what == "OID" {
+            skip_note("SoftHSM2 2.6: EdDSA single-part only, no CK_EDDSA_PARAMS");
+        }
         o.put("sig", &sig);
         o.run(&["pkeyutl", "-verify", "-pubin", "-inkey", "ed.pem", "-rawin", "-in", "msg", "-sigfile", "sig"]);
         let empty = sign(s, &eddsa, private, b"").unwrap();
         verify(s, &eddsa, public, b"", &empty).unwrap();
 
-        // Ed25519ph and Ed25519ctx are not offered.
-        for (what, m) in [("Ed25519ph", eddsa_params(true, b"")), ("Ed25519ph with context", eddsa_params(true, b"ctx")), ("Ed25519ctx", eddsa_params(false, b"ctx"))] {
-            let r = sign_init(s, &m, private);
-            assert!(matches!(r, Err(Ck(CKR_MECHANISM_PARAM_INVALID))), "C_SignInit {what}: {r:?}");
-            let r = verify_init(s, &m, public);
-            assert!(matches!(r, Err(Ck(CKR_MECHANISM_PARAM_INVALID))), "C_VerifyInit {what}: {r:?}");
+        // Ed25519ph and Ed25519ctx are not offered (SoftHSM2 2.6 ignores the parameter).
+        if backend().is_soft() {
+            for (what, m) in [("Ed25519ph", eddsa_params(true, b"")), ("Ed25519ph with context", eddsa_params(true, b"ctx")), ("Ed25519ctx", eddsa_params(false, b"ctx"))] {
+                let r = sign_init(s, &m, private);
+                assert!(matches!(r, Err(Ck(CKR_MECHANISM_PARAM_INVALID))), "C_SignInit {what}: {r:?}");
+                let r = verify_init(s, &m, public);
+                assert!(matches!(r, Err(Ck(CKR_MECHANISM_PARAM_INVALID))), "C_VerifyInit {what}: {r:?}");
+            }
+        } else if what == "OID" {
+            skip_note("SoftHSM2 2.6 ignores CK_EDDSA_PARAMS (Ed25519ph/ctx sign as pure Ed25519)");
         }
         expect_rv(sign_init(s, &Mech::bytes(CKM_EDDSA, &[1, 2, 3]), private), CKR_MECHANISM_PARAM_INVALID);
 
@@ -1686,36 +2109,62 @@ fn ed25519_generation_and_signatures() {
 #[test]
 fn ed25519_import_and_openssl_keys() {
     let o = Ossl::new();
-    let s = user_session(fx().token());
+    let slot = fx().token();
+    let s = user_session(slot);
     let eddsa = Mech::new(CKM_EDDSA);
+    if backend().is_forwarded() {
+        skip_note("SoftHSM2 keeps CKA_EC_PARAMS and CKA_EC_POINT as given (DER points only), import rules its own");
+    }
     for (i, (seed, public, msg, sig)) in RFC8032.iter().enumerate() {
         let (seed, public, msg, sig) = (hex(seed), hex(public), hex(msg), hex(sig));
         let params = if i % 2 == 0 { ED25519_NAME.to_vec() } else { hex(ED25519) };
         let private = create(s, &private_tmpl(CKK_EC_EDWARDS, &[av(CKA_EC_PARAMS, &params), av(CKA_VALUE, &seed)])).unwrap();
-        assert_eq!(get_attr(s, private, CKA_EC_PARAMS).unwrap(), hex(ED25519), "stored as the OID");
+        let stored = if backend().is_soft() { hex(ED25519) } else { params.clone() };
+        assert_eq!(get_attr(s, private, CKA_EC_PARAMS).unwrap(), stored, "stored as the OID");
         assert_eq!(sign(s, &eddsa, private, &msg).unwrap(), sig, "RFC 8032 test {}", i + 1);
-        for point in [public.clone(), der(0x04, &public)] {
+        let points = if backend().is_soft() { vec![public.clone(), der(0x04, &public)] } else { vec![der(0x04, &public)] };
+        for point in points {
             let h = create(s, &public_tmpl(CKK_EC_EDWARDS, &[av(CKA_EC_PARAMS, &params), av(CKA_EC_POINT, &point)])).unwrap();
             assert_eq!(get_attr(s, h, CKA_EC_POINT).unwrap(), der(0x04, &public));
-            assert_eq!(get_attr(s, h, CKA_PUBLIC_KEY_INFO).unwrap(), [hex(ED25519_SPKI_PREFIX), public.clone()].concat());
+            assert_eq!(spki_of(s, h), [hex(ED25519_SPKI_PREFIX), public.clone()].concat());
             verify(s, &eddsa, h, &msg, &sig).unwrap();
         }
     }
     let seed = hex(RFC8032[0].0);
-    expect_rv(create(s, &private_tmpl(CKK_EC_EDWARDS, &[av(CKA_EC_PARAMS, hex(ED25519)), av(CKA_VALUE, &seed[1..])])), CKR_ATTRIBUTE_VALUE_INVALID);
-    expect_rv(create(s, &private_tmpl(CKK_EC_EDWARDS, &[av(CKA_EC_PARAMS, hex(P256)), av(CKA_VALUE, &seed)])), CKR_CURVE_NOT_SUPPORTED);
-    expect_rv(create(s, &public_tmpl(CKK_EC_EDWARDS, &[av(CKA_EC_PARAMS, hex(ED25519)), av(CKA_EC_POINT, [1u8; 31])])), CKR_ATTRIBUTE_VALUE_INVALID);
+    if backend().is_soft() {
+        expect_rv(create(s, &private_tmpl(CKK_EC_EDWARDS, &[av(CKA_EC_PARAMS, hex(ED25519)), av(CKA_VALUE, &seed[1..])])), CKR_ATTRIBUTE_VALUE_INVALID);
+        expect_rv(create(s, &private_tmpl(CKK_EC_EDWARDS, &[av(CKA_EC_PARAMS, hex(P256)), av(CKA_VALUE, &seed)])), CKR_CURVE_NOT_SUPPORTED);
+        expect_rv(create(s, &public_tmpl(CKK_EC_EDWARDS, &[av(CKA_EC_PARAMS, hex(ED25519)), av(CKA_EC_POINT, [1u8; 31])])), CKR_ATTRIBUTE_VALUE_INVALID);
+    } else {
+        let vs = vendor_session(slot);
+        let cases: Vec<(&str, Vec<Attr>)> = vec![
+            ("short seed", private_tmpl(CKK_EC_EDWARDS, &[av(CKA_EC_PARAMS, hex(ED25519)), av(CKA_VALUE, &seed[1..])])),
+            ("P-256", private_tmpl(CKK_EC_EDWARDS, &[av(CKA_EC_PARAMS, hex(P256)), av(CKA_VALUE, &seed)])),
+            ("short point", public_tmpl(CKK_EC_EDWARDS, &[av(CKA_EC_PARAMS, hex(ED25519)), av(CKA_EC_POINT, [1u8; 31])])),
+        ];
+        let mismatches: Vec<String> = cases.iter().filter_map(|(what, t)| same_as_vendor(what, (s, create(s, t)), (vs, vendor_create(vs, t)))).collect();
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+        assert_rv(unsafe { vendor().C_CloseSession.unwrap()(vs) }, CKR_OK);
+    }
 
     // A key made by openssl: identical signatures both ways.
     let (p8, spki) = o.genpkey("ed", &["-algorithm", "ED25519"]);
     o.public_pem("ed-pub", &spki);
     let private = create(s, &private_tmpl(CKK_EC_EDWARDS, &[av(CKA_EC_PARAMS, hex(ED25519)), av(CKA_VALUE, ed25519_seed(&p8)), ab(CKA_EXTRACTABLE, true)])).unwrap();
-    assert_eq!(get_attr(s, private, CKA_PUBLIC_KEY_INFO).unwrap(), spki);
-    let public = create(s, &public_tmpl(CKK_EC_EDWARDS, &[av(CKA_EC_PARAMS, hex(ED25519)), av(CKA_EC_POINT, spki_key(&spki))])).unwrap();
+    if backend().is_soft() {
+        assert_eq!(get_attr(s, private, CKA_PUBLIC_KEY_INFO).unwrap(), spki);
+    }
+    let point = if backend().is_soft() { spki_key(&spki) } else { der(0x04, &spki_key(&spki)) };
+    let public = create(s, &public_tmpl(CKK_EC_EDWARDS, &[av(CKA_EC_PARAMS, hex(ED25519)), av(CKA_EC_POINT, point)])).unwrap();
     o.put("msg", MSG);
     let theirs = o.run(&["pkeyutl", "-sign", "-inkey", "ed.pem", "-rawin", "-in", "msg"]);
     verify(s, &eddsa, public, MSG, &theirs).unwrap();
     assert_eq!(sign(s, &eddsa, private, MSG).unwrap(), theirs);
+    if backend().is_forwarded() {
+        skip_note("no RFC 5649 key wrap on SoftHSM2 2.6: no PKCS#8 exchange with openssl");
+        close(s).unwrap();
+        return;
+    }
     // PKCS#8 out through KWP, and openssl's PKCS#8 in.
     let kek = aes_key(s, &KEK, &[]);
     let exported = o.kwp(&KEK, &wrap(s, &kwp(), kek, private).unwrap(), true);
@@ -1743,27 +2192,68 @@ fn keys_must_fit_the_operation() {
     let aes = aes_key(s, &[1; 16], &[]);
     let either = &[CKR_KEY_TYPE_INCONSISTENT, CKR_KEY_FUNCTION_NOT_PERMITTED][..];
     // Signing with a public key, decrypting with one, encrypting with a private key.
-    expect_one_of(sign_init(s, &Mech::new(CKM_ECDSA_SHA256), ec_pub), either);
+    expect_one_of(sign_init(s, &es256(), ec_pub), either);
     expect_one_of(sign_init(s, &Mech::new(CKM_SHA256_RSA_PKCS), f.public), either);
     expect_one_of(sign_init(s, &Mech::new(CKM_EDDSA), ed_pub), either);
-    expect_one_of(decrypt_init(s, &oaep(sha256(), b""), f.public), either);
+    expect_one_of(decrypt_init(s, &oaep(oaep_hash(), b""), f.public), either);
     expect_one_of(encrypt_init(s, &Mech::new(CKM_RSA_PKCS), f.private), either);
-    // Key types the mechanism does not take.
-    let inconsistent: Vec<(&str, R<()>)> = vec![
-        ("ECDSA with RSA", sign_init(s, &Mech::new(CKM_ECDSA), f.private)),
-        ("RSA with EC", sign_init(s, &Mech::new(CKM_SHA256_RSA_PKCS), ec_priv)),
-        ("EdDSA with EC", sign_init(s, &Mech::new(CKM_EDDSA), ec_priv)),
-        ("ECDSA with Ed25519", sign_init(s, &Mech::new(CKM_ECDSA_SHA256), ed_priv)),
-        ("ECDSA verify with Ed25519", verify_init(s, &Mech::new(CKM_ECDSA), ed_pub)),
-        ("OAEP with EC", encrypt_init(s, &oaep(sha256(), b""), ec_pub)),
-        ("ECDSA with AES", sign_init(s, &Mech::new(CKM_ECDSA), aes)),
-        ("RSA with AES", encrypt_init(s, &Mech::new(CKM_RSA_PKCS), aes)),
+    // Key types the mechanism does not take. (SoftHSM2 checks the key type for some only:
+    // it starts CKM_ECDSA with an RSA or Ed25519 key, and fails at the signature; such an
+    // operation is ended before the next case.)
+    let (sign_op, verify_op, encrypt_op) = (0, 1, 2);
+    let inconsistent: Vec<(&str, u8, Mech, CK_OBJECT_HANDLE)> = vec![
+        ("ECDSA with RSA", sign_op, Mech::new(CKM_ECDSA), f.private),
+        ("RSA with EC", sign_op, Mech::new(CKM_SHA256_RSA_PKCS), ec_priv),
+        ("EdDSA with EC", sign_op, Mech::new(CKM_EDDSA), ec_priv),
+        ("ECDSA with Ed25519", sign_op, es256(), ed_priv),
+        ("ECDSA verify with Ed25519", verify_op, Mech::new(CKM_ECDSA), ed_pub),
+        ("OAEP with EC", encrypt_op, oaep(oaep_hash(), b""), ec_pub),
+        ("ECDSA with AES", sign_op, Mech::new(CKM_ECDSA), aes),
+        ("RSA with AES", encrypt_op, Mech::new(CKM_RSA_PKCS), aes),
     ];
-    for (what, r) in inconsistent {
-        assert!(matches!(r, Err(Ck(CKR_KEY_TYPE_INCONSISTENT))), "{what}: {r:?}");
+    let mut got = vec![];
+    for (what, op, m, key) in &inconsistent {
+        if backend().is_forwarded() && *what == "ECDSA verify with Ed25519" {
+            // SoftHSM2 2.6 crashes the process (SIGSEGV in EC_POINT_oct2point) in
+            // C_VerifyInit with CKM_ECDSA and an Ed25519 key; keyfront does not check key
+            // types on a forwarding slot, so it would pass the call on.
+            skip_note("KNOWN: C_VerifyInit(CKM_ECDSA, Ed25519 key) crashes SoftHSM2, and keyfront passes it on");
+            continue;
+        }
+        let r = match *op {
+            0 => sign_init(s, m, *key),
+            1 => verify_init(s, m, *key),
+            _ => encrypt_init(s, m, *key),
+        };
+        if r.is_ok() {
+            let _ = match *op {
+                0 => sign_once(s, &[1; 32], Some(512)).0,
+                1 => ck!(C_Verify, s, [1u8; 32].as_ptr() as *mut u8, 32, [1u8; 64].as_ptr() as *mut u8, 64),
+                _ => encrypt(s, m, *key, &[1; 16]).err().map_or(CKR_OK, |e| e.0),
+            };
+        }
+        got.push(format!("{what}: {}", r.err().map_or("CKR_OK".into(), |e| rv_name(e.0))));
+    }
+    if backend().is_soft() {
+        for g in &got {
+            assert!(g.ends_with(&rv_name(CKR_KEY_TYPE_INCONSISTENT)), "{g}");
+        }
+    } else {
+        // What SoftHSM2 answers, passed on: it checks the key type for encryption only.
+        let inconsistent = rv_name(CKR_KEY_TYPE_INCONSISTENT);
+        let want = [
+            "ECDSA with RSA: CKR_OK".to_string(),
+            "RSA with EC: CKR_OK".into(),
+            "EdDSA with EC: CKR_OK".into(),
+            "ECDSA with Ed25519: CKR_OK".into(),
+            format!("OAEP with EC: {inconsistent}"),
+            "ECDSA with AES: CKR_OK".into(),
+            format!("RSA with AES: {inconsistent}"),
+        ];
+        assert_eq!(got, want);
     }
     // Mechanisms without the function.
-    expect_rv(sign_init(s, &oaep(sha256(), b""), f.private), CKR_MECHANISM_INVALID);
+    expect_rv(sign_init(s, &oaep(oaep_hash(), b""), f.private), CKR_MECHANISM_INVALID);
     expect_rv(encrypt_init(s, &Mech::new(CKM_SHA256_RSA_PKCS), f.public), CKR_MECHANISM_INVALID);
     expect_rv(encrypt_init(s, &Mech::new(CKM_ECDSA), ec_pub), CKR_MECHANISM_INVALID);
     expect_rv(encrypt_init(s, &Mech::new(CKM_EDDSA), ed_pub), CKR_MECHANISM_INVALID);
@@ -1772,15 +2262,17 @@ fn keys_must_fit_the_operation() {
     let (r, _, _) = sign_once(s, MSG, Some(512));
     assert_rv(r, CKR_OPERATION_NOT_INITIALIZED);
     // CKA_ALLOWED_MECHANISMS.
-    let (_, only256) = ec_pair(s, &[], &[mechs_attr(&[CKM_ECDSA_SHA256])]).unwrap();
-    expect_rv(sign_init(s, &Mech::new(CKM_ECDSA_SHA384), only256), CKR_MECHANISM_INVALID);
-    sign(s, &Mech::new(CKM_ECDSA_SHA256), only256, MSG).unwrap();
+    let (allowed, other) = if backend().is_soft() { (CKM_ECDSA_SHA256, CKM_ECDSA_SHA384) } else { (CKM_ECDSA, CKM_ECDSA) };
+    let (_, only256) = ec_pair(s, &[], &[mechs_attr(&[allowed])]).unwrap();
+    let (_, derive_only) = ec_pair(s, &[], &[mechs_attr(&[CKM_ECDH1_DERIVE])]).unwrap();
+    expect_rv(sign_init(s, &Mech::new(other), if backend().is_soft() { only256 } else { derive_only }), CKR_MECHANISM_INVALID);
+    sign(s, &es256(), only256, &es256_input(s, MSG)).unwrap();
     // One operation of a kind at a time.
-    sign_init(s, &Mech::new(CKM_ECDSA_SHA256), ec_priv).unwrap();
-    expect_rv(sign_init(s, &Mech::new(CKM_ECDSA_SHA256), ec_priv), CKR_OPERATION_ACTIVE);
-    sign_once(s, MSG, Some(64));
+    sign_init(s, &es256(), ec_priv).unwrap();
+    expect_rv(sign_init(s, &es256(), ec_priv), CKR_OPERATION_ACTIVE);
+    sign_once(s, &es256_input(s, MSG), Some(64));
     // Invalid handles.
-    expect_rv(sign_init(s, &Mech::new(CKM_ECDSA_SHA256), 0xdead_beef), CKR_KEY_HANDLE_INVALID);
+    expect_rv(sign_init(s, &es256(), 0xdead_beef), CKR_KEY_HANDLE_INVALID);
     close(s).unwrap();
 }
 
@@ -1792,47 +2284,58 @@ fn private_key_wrap_policy() {
     let o = Ossl::new();
     let (f, s) = rsa_session(&o);
     let kek = aes_key(s, &KEK, &[]);
-    expect_rv(wrap(s, &kwp(), kek, f.private), CKR_KEY_UNEXTRACTABLE);
+    expect_rv(wrap(s, &pkcs8_wrap(), kek, f.private), CKR_KEY_UNEXTRACTABLE);
     let (ec_pub, ec_priv) = ec_pair(s, &[], &[]).unwrap();
-    expect_rv(wrap(s, &kwp(), kek, ec_priv), CKR_KEY_UNEXTRACTABLE);
+    expect_rv(wrap(s, &pkcs8_wrap(), kek, ec_priv), CKR_KEY_UNEXTRACTABLE);
     let (_, ed_priv) = ed_pair(s, &[], &[]).unwrap();
-    expect_rv(wrap(s, &kwp(), kek, ed_priv), CKR_KEY_UNEXTRACTABLE);
-    expect_one_of(wrap(s, &kwp(), kek, ec_pub), &[CKR_KEY_NOT_WRAPPABLE, CKR_KEY_HANDLE_INVALID, CKR_KEY_TYPE_INCONSISTENT]);
+    expect_rv(wrap(s, &pkcs8_wrap(), kek, ed_priv), CKR_KEY_UNEXTRACTABLE);
+    if backend().is_soft() {
+        expect_one_of(wrap(s, &pkcs8_wrap(), kek, ec_pub), &[CKR_KEY_NOT_WRAPPABLE, CKR_KEY_HANDLE_INVALID, CKR_KEY_TYPE_INCONSISTENT]);
+    } else {
+        // SoftHSM2: its public keys are not extractable.
+        expect_rv(wrap(s, &pkcs8_wrap(), kek, ec_pub), CKR_KEY_UNEXTRACTABLE);
+    }
 
     // Extractable but sensitive: wraps, yet the scalar is not readable.
-    let (x_pub, x_priv) = ec_pair(s, &[], &[ab(CKA_EXTRACTABLE, true), av(CKA_LABEL, "x")]).unwrap();
+    // (SoftHSM2's private keys are sensitive only when asked.)
+    let sensitive: Vec<Attr> = if backend().is_soft() { vec![] } else { vec![ab(CKA_SENSITIVE, true)] };
+    let (x_pub, x_priv) = ec_pair(s, &[], &merge(sensitive, &[ab(CKA_EXTRACTABLE, true), av(CKA_LABEL, "x")])).unwrap();
     assert!(get_bool(s, x_priv, CKA_SENSITIVE).unwrap());
     expect_rv(get_attr(s, x_priv, CKA_VALUE), CKR_ATTRIBUTE_SENSITIVE);
-    let blob = wrap(s, &kwp(), kek, x_priv).unwrap();
-    let back = unwrap(s, &kwp(), kek, &blob, &private_tmpl(CKK_EC, &[av(CKA_LABEL, "back")])).unwrap();
-    assert_eq!(get_attr(s, back, CKA_PUBLIC_KEY_INFO).unwrap(), get_attr(s, x_pub, CKA_PUBLIC_KEY_INFO).unwrap());
+    let blob = wrap(s, &pkcs8_wrap(), kek, x_priv).unwrap();
+    let back = unwrap(s, &pkcs8_wrap(), kek, &blob, &private_tmpl(CKK_EC, &[av(CKA_LABEL, "back")])).unwrap();
+    if backend().is_soft() {
+        assert_eq!(get_attr(s, back, CKA_PUBLIC_KEY_INFO).unwrap(), get_attr(s, x_pub, CKA_PUBLIC_KEY_INFO).unwrap());
+    }
     assert_eq!(get_attr(s, back, CKA_EC_PARAMS).unwrap(), hex(P256));
     assert!(!get_bool(s, back, CKA_LOCAL).unwrap());
     assert!(!get_bool(s, back, CKA_ALWAYS_SENSITIVE).unwrap());
     assert!(!get_bool(s, back, CKA_NEVER_EXTRACTABLE).unwrap());
-    assert!(get_bool(s, back, CKA_SENSITIVE).unwrap());
-    expect_rv(wrap(s, &kwp(), kek, back), CKR_KEY_UNEXTRACTABLE);
-    let sig = sign(s, &Mech::new(CKM_ECDSA_SHA256), back, MSG).unwrap();
-    verify(s, &Mech::new(CKM_ECDSA_SHA256), x_pub, MSG, &sig).unwrap();
+    assert_eq!(get_bool(s, back, CKA_SENSITIVE).unwrap(), backend().is_soft(), "sensitive by default (not on SoftHSM2)");
+    expect_rv(wrap(s, &pkcs8_wrap(), kek, back), CKR_KEY_UNEXTRACTABLE);
+    let sig = sign(s, &es256(), back, &es256_input(s, MSG)).unwrap();
+    verify(s, &es256(), x_pub, &es256_input(s, MSG), &sig).expect("the unwrapped key is the same key");
     // CKA_EXTRACTABLE only goes from true to false; then the key no longer wraps.
     expect_rv(copy(s, ec_priv, &[ab(CKA_EXTRACTABLE, true)]), CKR_ATTRIBUTE_READ_ONLY);
     set_attrs(s, x_priv, &[ab(CKA_EXTRACTABLE, false)]).unwrap();
-    expect_rv(wrap(s, &kwp(), kek, x_priv), CKR_KEY_UNEXTRACTABLE);
+    expect_rv(wrap(s, &pkcs8_wrap(), kek, x_priv), CKR_KEY_UNEXTRACTABLE);
     expect_rv(set_attrs(s, x_priv, &[ab(CKA_EXTRACTABLE, true)]), CKR_ATTRIBUTE_READ_ONLY);
     expect_rv(set_attrs(s, x_priv, &[ab(CKA_SENSITIVE, false)]), CKR_ATTRIBUTE_READ_ONLY);
 
     // CKA_WRAP_WITH_TRUSTED: only a CKA_TRUSTED wrapping key (which only the SO may mark) wraps it.
     let (_, trusted_only) = ec_pair(s, &[], &[ab(CKA_EXTRACTABLE, true), ab(CKA_WRAP_WITH_TRUSTED, true)]).unwrap();
-    expect_rv(wrap(s, &kwp(), kek, trusted_only), CKR_KEY_NOT_WRAPPABLE);
+    expect_rv(wrap(s, &pkcs8_wrap(), kek, trusted_only), CKR_KEY_NOT_WRAPPABLE);
 
     // Garbage that unwraps fine under KWP is no private key.
-    let junk = o.kwp(&KEK, b"this is not a PKCS#8 document at all", false);
-    expect_rv(unwrap(s, &kwp(), kek, &junk, &private_tmpl(CKK_EC, &[])), CKR_WRAPPED_KEY_INVALID);
-    expect_rv(unwrap(s, &kwp(), kek, &blob, &[au(CKA_KEY_TYPE, CKK_EC)]), CKR_TEMPLATE_INCOMPLETE);
+    if backend().is_soft() {
+        let junk = o.kwp(&KEK, b"this is not a PKCS#8 document at all", false);
+        expect_rv(unwrap(s, &pkcs8_wrap(), kek, &junk, &private_tmpl(CKK_EC, &[])), CKR_WRAPPED_KEY_INVALID);
+    }
+    expect_rv(unwrap(s, &pkcs8_wrap(), kek, &blob, &[au(CKA_KEY_TYPE, CKK_EC)]), CKR_TEMPLATE_INCOMPLETE);
 
     // RSA OAEP wraps a secret key for the private half to unwrap.
     let secret = aes_key(s, &[0x17; 32], &[ab(CKA_EXTRACTABLE, true)]);
-    let om = oaep(sha256(), b"");
+    let om = oaep(oaep_hash(), b"");
     let wrapped = wrap(s, &om, f.public, secret).expect("RSA-OAEP wraps an AES key");
     assert_eq!(wrapped.len(), 256);
     let aes_t = [au(CKA_CLASS, CKO_SECRET_KEY), au(CKA_KEY_TYPE, CKK_AES)];
@@ -1852,6 +2355,10 @@ fn always_authenticate_needs_context_login() {
     let o = Ossl::new();
     let slot = fx().token();
     let s = user_session(slot);
+    if backend().is_forwarded() {
+        always_authenticate_on_softhsm2(&o, slot, s);
+        return;
+    }
     let (public, private) = ec_pair(s, &[], &[ab(CKA_ALWAYS_AUTHENTICATE, true)]).unwrap();
     assert!(get_bool(s, private, CKA_ALWAYS_AUTHENTICATE).unwrap());
     // Nothing to authenticate for yet.
@@ -1908,6 +2415,58 @@ fn always_authenticate_needs_context_login() {
     close(s).unwrap();
 }
 
+/// always_authenticate_needs_context_login on a forwarding slot, as SoftHSM2 does it: a
+/// C_Sign without the context login ends the operation (CKR_USER_NOT_LOGGED_IN), so the
+/// context login comes between C_SignInit and C_Sign; CKM_ECDSA over a digest, single-part
+/// only; OAEP with SHA-1.
+fn always_authenticate_on_softhsm2(o: &Ossl, slot: CK_SLOT_ID, s: CK_SESSION_HANDLE) {
+    skip_note("SoftHSM2 ends the operation when the context login is missing: the login comes before C_Sign");
+    let (public, private) = ec_pair(s, &[], &[ab(CKA_ALWAYS_AUTHENTICATE, true)]).unwrap();
+    assert!(get_bool(s, private, CKA_ALWAYS_AUTHENTICATE).unwrap());
+    expect_rv(login(s, CKU_CONTEXT_SPECIFIC, USER_PIN), CKR_OPERATION_NOT_INITIALIZED);
+    let m = es256();
+    let input = es256_input(s, MSG);
+    sign_init(s, &m, private).unwrap();
+    let (r, _, _) = sign_once(s, &input, Some(64));
+    assert_rv(r, CKR_USER_NOT_LOGGED_IN);
+    let (r, _, _) = sign_once(s, &input, Some(64));
+    assert_rv(r, CKR_OPERATION_NOT_INITIALIZED);
+    sign_init(s, &m, private).unwrap();
+    expect_rv(login(s, CKU_CONTEXT_SPECIFIC, b"wrong-pin"), CKR_PIN_INCORRECT);
+    login(s, CKU_CONTEXT_SPECIFIC, USER_PIN).expect("context-specific login");
+    let sig = two_call(|p, l| ck!(C_Sign, s, input.as_ptr() as *mut u8, input.len() as CK_ULONG, p, l)).expect("C_Sign after the context login");
+    verify(s, &m, public, &input, &sig).expect("verification needs no context login");
+    // The login covers one operation: the next one asks again.
+    sign_init(s, &m, private).unwrap();
+    let (r, _, _) = sign_once(s, &input, Some(64));
+    assert_rv(r, CKR_USER_NOT_LOGGED_IN);
+    // Other sessions and ordinary keys are unaffected.
+    let s2 = user_session(slot);
+    let (_, plain) = ec_pair(s2, &[], &[]).unwrap();
+    sign(s2, &m, plain, &input).expect("an ordinary key signs without a context login");
+    sign(s, &m, plain, &input).expect("also in the session that used the always-authenticate key");
+    close(s2).unwrap();
+
+    // Decryption with an always-authenticate RSA key.
+    let k = ossl_rsa(o, s, "aa", &[ab(CKA_ALWAYS_AUTHENTICATE, true)], &[]);
+    o.put("msg", MSG);
+    let c = o.run(&["pkeyutl", "-encrypt", "-pubin", "-inkey", "aa-pub.pem", "-in", "msg", "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha1", "-pkeyopt", "rsa_mgf1_md:sha1"]);
+    let om = oaep(oaep_hash(), b"");
+    decrypt_init(s, &om, k.private).unwrap();
+    let (r, _, _) = call(Some(256), |p, l| ck!(C_Decrypt, s, c.as_ptr() as *mut u8, c.len() as CK_ULONG, p, l));
+    assert_rv(r, CKR_USER_NOT_LOGGED_IN);
+    decrypt_init(s, &om, k.private).unwrap();
+    login(s, CKU_CONTEXT_SPECIFIC, USER_PIN).unwrap();
+    let (r, _, pt) = call(Some(256), |p, l| ck!(C_Decrypt, s, c.as_ptr() as *mut u8, c.len() as CK_ULONG, p, l));
+    assert_rv(r, CKR_OK);
+    assert_eq!(pt, MSG);
+    assert_eq!(encrypt(s, &om, k.public, MSG).unwrap().len(), 256, "encryption with the public half needs nothing");
+    // Without a user login there is no context login.
+    logout(s).unwrap();
+    expect_rv(login(s, CKU_CONTEXT_SPECIFIC, USER_PIN), CKR_USER_NOT_LOGGED_IN);
+    close(s).unwrap();
+}
+
 /// C_SessionCancel, from the module's PKCS #11 3.0 function list.
 fn session_cancel(s: CK_SESSION_HANDLE, flags: CK_FLAGS) -> R<()> {
     let mut version = CK_VERSION { major: 3, minor: 0 };
@@ -1927,21 +2486,22 @@ fn always_authenticate_demand_ends_with_its_operation() {
     let s = user_session(slot);
     let (_, always) = ec_pair(s, &[], &[ab(CKA_ALWAYS_AUTHENTICATE, true)]).unwrap();
     let (public, plain) = ec_pair(s, &[], &[]).unwrap();
-    let m = Mech::new(CKM_ECDSA_SHA256);
+    let m = es256();
+    let input = es256_input(s, MSG);
     // The user is asked for the PIN, declines; the application cancels and uses another key.
     sign_init(s, &m, always).unwrap();
-    let (r, _, _) = sign_once(s, MSG, Some(64));
+    let (r, _, _) = sign_once(s, &input, Some(64));
     assert_rv(r, CKR_USER_NOT_LOGGED_IN);
     session_cancel(s, CKF_SIGN).unwrap();
     let mut problems = vec![];
-    let (r, _, _) = sign_once(s, MSG, Some(64));
+    let (r, _, _) = sign_once(s, &input, Some(64));
     if r != CKR_OPERATION_NOT_INITIALIZED {
         problems.push(format!("C_Sign after C_SessionCancel: {}, expected CKR_OPERATION_NOT_INITIALIZED", rv_name(r)));
     }
     sign_init(s, &m, plain).unwrap();
-    let (r, _, sig) = sign_once(s, MSG, Some(64));
+    let (r, _, sig) = sign_once(s, &input, Some(64));
     if r == CKR_OK {
-        verify(s, &m, public, MSG, &sig).unwrap();
+        verify(s, &m, public, &input, &sig).unwrap();
     } else {
         problems.push(format!("C_Sign with an ordinary key after the cancel: {}, expected CKR_OK", rv_name(r)));
         session_cancel(s, CKF_SIGN).unwrap();
@@ -1993,7 +2553,7 @@ fn certificates_store_and_find_by_id() {
     let s = user_session(slot);
     let (cert, subject, issuer, serial) = ossl_certificate(&o);
     let id = b"cert-and-key-id".to_vec();
-    let (public, private) = ec_pair(s, &[av(CKA_ID, &id), ab(CKA_TOKEN, true)], &[ab(CKA_TOKEN, true)]).unwrap();
+    let (public, private) = ec_pair(s, &[av(CKA_ID, &id), ab(CKA_TOKEN, true)], &merge(private_like_soft(&id), &[ab(CKA_TOKEN, true)])).unwrap();
     let c = create(
         s,
         &cert_tmpl(&cert, &subject, &[av(CKA_ID, &id), av(CKA_ISSUER, &issuer), av(CKA_SERIAL_NUMBER, &serial), av(CKA_LABEL, "my cert"), ab(CKA_TOKEN, true)]),
@@ -2044,7 +2604,15 @@ fn certificates_store_and_find_by_id() {
     let ro_tok = create(s2, &cert_tmpl(&cert, &subject, &[ab(CKA_TOKEN, true)]));
     expect_rv(ro_tok, CKR_SESSION_READ_ONLY);
     destroy(s, c).unwrap();
-    assert!(find(s, &[au(CKA_CLASS, CKO_CERTIFICATE)]).unwrap().is_empty());
+    if backend().is_soft() {
+        assert!(find(s, &[au(CKA_CLASS, CKO_CERTIFICATE)]).unwrap().is_empty());
+    } else {
+        // SoftHSM2 leaves an empty session object behind after some failed C_CreateObject
+        // calls (until the session closes): only the stored certificate must be gone.
+        skip_note("SoftHSM2 leaves objects of failed C_CreateObject calls: only the destroyed certificate checked");
+        assert!(find(s, &[au(CKA_CLASS, CKO_CERTIFICATE), av(CKA_ID, &id)]).unwrap().is_empty());
+        expect_rv(get_attr(s, c, CKA_LABEL), CKR_OBJECT_HANDLE_INVALID);
+    }
     close(s2).unwrap();
     close(s).unwrap();
 }
@@ -2116,7 +2684,7 @@ fn token_key_pairs_persist_in_a_new_process() {
         let cert = find_one(s, CKO_CERTIFICATE, PERSIST_EC_ID);
         assert_eq!(get_ulong(s, cert, CKA_CERTIFICATE_TYPE).unwrap(), CKC_X_509);
         let sigs = [
-            ("ec", sign(s, &Mech::new(CKM_ECDSA_SHA256), ec, MSG).unwrap()),
+            ("ec", sign(s, &es256(), ec, &es256_input(s, MSG)).unwrap()),
             ("ed", sign(s, &Mech::new(CKM_EDDSA), find_one(s, CKO_PRIVATE_KEY, PERSIST_ED_ID), MSG).unwrap()),
             ("rsa", sign(s, &Mech::new(CKM_SHA256_RSA_PKCS), find_one(s, CKO_PRIVATE_KEY, PERSIST_RSA_ID), MSG).unwrap()),
         ];
@@ -2131,9 +2699,10 @@ fn token_key_pairs_persist_in_a_new_process() {
     let slot = fx().token();
     let s = user_session(slot);
     let tok = [ab(CKA_TOKEN, true)];
-    let (ec_pub, _) = ec_pair(s, &[ab(CKA_TOKEN, true), av(CKA_ID, PERSIST_EC_ID)], &tok).unwrap();
-    let (ed_pub, _) = ed_pair(s, &[ab(CKA_TOKEN, true), av(CKA_ID, PERSIST_ED_ID)], &tok).unwrap();
-    let k = ossl_rsa(&o, s, "rsa", &[ab(CKA_TOKEN, true), av(CKA_ID, PERSIST_RSA_ID)], &[ab(CKA_TOKEN, true), av(CKA_ID, PERSIST_RSA_ID)]);
+    let (ec_pub, _) = ec_pair(s, &[ab(CKA_TOKEN, true), av(CKA_ID, PERSIST_EC_ID)], &merge(private_like_soft(PERSIST_EC_ID), &tok)).unwrap();
+    let (ed_pub, _) = ed_pair(s, &[ab(CKA_TOKEN, true), av(CKA_ID, PERSIST_ED_ID)], &merge(private_like_soft(PERSIST_ED_ID), &tok)).unwrap();
+    let sensitive: Vec<Attr> = if backend().is_soft() { vec![] } else { vec![ab(CKA_SENSITIVE, true)] };
+    let k = ossl_rsa(&o, s, "rsa", &merge(sensitive, &[ab(CKA_TOKEN, true), av(CKA_ID, PERSIST_RSA_ID)]), &[ab(CKA_TOKEN, true), av(CKA_ID, PERSIST_RSA_ID)]);
     let _ = k.private;
     let (cert, subject, _, _) = ossl_certificate(&o);
     create(s, &cert_tmpl(&cert, &subject, &[ab(CKA_TOKEN, true), av(CKA_ID, PERSIST_EC_ID)])).unwrap();
@@ -2143,12 +2712,12 @@ fn token_key_pairs_persist_in_a_new_process() {
     run_child("token_key_pairs_persist_in_a_new_process", slot, "use-keys");
 
     let read = |what| std::fs::read(persist_file(slot, what)).expect("the child's signature");
-    verify(s, &Mech::new(CKM_ECDSA_SHA256), ec_pub, MSG, &read("ec")).expect("the child's ECDSA signature");
+    verify(s, &es256(), ec_pub, &es256_input(s, MSG), &read("ec")).expect("the child's ECDSA signature");
     verify(s, &Mech::new(CKM_EDDSA), ed_pub, MSG, &read("ed")).expect("the child's EdDSA signature");
     o.put("msg", MSG);
     let theirs = o.run(&["dgst", "-sha256", "-sign", "rsa.pem", "msg"]);
     assert_eq!(read("rsa"), theirs, "the child signed with the same RSA key");
-    o.public_pem("ec", &get_attr(s, ec_pub, CKA_PUBLIC_KEY_INFO).unwrap());
+    o.public_pem("ec", &spki_of(s, ec_pub));
     o.put("sig.der", &ecdsa_to_der(&read("ec")));
     o.run(&["dgst", "-sha256", "-verify", "ec.pem", "-signature", "sig.der", "msg"]);
     for what in ["ec", "ed", "rsa"] {
@@ -2156,13 +2725,16 @@ fn token_key_pairs_persist_in_a_new_process() {
     }
     // Token private keys are sealed while logged out and usable again after a new login.
     let ec_priv = find_one(s, CKO_PRIVATE_KEY, PERSIST_EC_ID);
-    let m = Mech::new(CKM_ECDSA_SHA256);
-    sign(s, &m, ec_priv, MSG).unwrap();
+    let m = es256();
+    let input = es256_input(s, MSG);
+    sign(s, &m, ec_priv, &input).unwrap();
     logout(s).unwrap();
     expect_one_of(sign_init(s, &m, ec_priv), &[CKR_KEY_HANDLE_INVALID, CKR_OBJECT_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN]);
     assert_eq!(find(s, &[av(CKA_ID, PERSIST_EC_ID)]).unwrap().len(), 2, "logged out: the public key and the certificate");
     login(s, CKU_USER, USER_PIN).unwrap();
-    let sig = sign(s, &m, ec_priv, MSG).expect("the token key signs after logging in again");
-    verify(s, &m, ec_pub, MSG, &sig).unwrap();
+    // SoftHSM2 invalidates private objects' handles at C_Logout (PKCS#11 2.40): found again.
+    let ec_priv = if backend().is_soft() { ec_priv } else { find_one(s, CKO_PRIVATE_KEY, PERSIST_EC_ID) };
+    let sig = sign(s, &m, ec_priv, &input).expect("the token key signs after logging in again");
+    verify(s, &m, ec_pub, &input, &sig).unwrap();
     close(s).unwrap();
 }
