@@ -48,6 +48,16 @@ cargo build --locked
 echo "== cargo test --locked --no-fail-fast"
 cargo test --locked --no-fail-fast || status=1
 
+# ---- the integration tests again with every fixture slot a forwarding slot in front of a
+# SoftHSM2 token (KEYFRONT_TEST_BACKEND=softhsm2, tests/common/mod.rs): what SoftHSM2 does
+# its own way is gated or checked against SoftHSM2 itself (skip notes: KF_SKIP_NOTE with
+# --nocapture). crash, faults, fork, load and multiprocess test keyfront's soft token, and
+# tests/forward.rs (in `cargo test` above) builds its own forwarding slots: they ignore
+# the switch and are not run again.
+echo "== KEYFRONT_TEST_BACKEND=softhsm2 cargo test --locked --no-fail-fast (forwarded slots)"
+KEYFRONT_TEST_BACKEND=softhsm2 cargo test --locked --no-fail-fast --test general --test tokens --test objects \
+	--test aes --test wrap --test digest_mac --test asymmetric --test lifecycle --test threads || status=1
+
 # ---- the same with the aws-lc feature (RSA, P-256, Ed25519 on AWS-LC), in its own target
 # directory so the default build above is not invalidated; AWS-LC's C code is compiled by
 # aws-lc-sys with the C compiler above (no cmake, nasm or clang on x86_64 Linux)
@@ -56,11 +66,6 @@ CARGO_TARGET_DIR=target/aws-lc cargo build --locked --features aws-lc || status=
 
 echo "== cargo test --locked --no-fail-fast --features aws-lc (CARGO_TARGET_DIR=target/aws-lc)"
 CARGO_TARGET_DIR=target/aws-lc cargo test --locked --no-fail-fast --features aws-lc || status=1
-
-# The integration tests can also run with every fixture slot a forwarding slot in front of
-# a SoftHSM2 token (KEYFRONT_TEST_BACKEND=softhsm2, tests/common/mod.rs); not here yet: the
-# assertions specific to keyfront's soft token are not gated for SoftHSM2's own behaviour.
-# tests/forward.rs (in `cargo test` above) covers forwarding.
 
 # ---- real consumers against the module just built
 echo "== conformance/run"
