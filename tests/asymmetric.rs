@@ -639,7 +639,7 @@ fn rsa_spki(n: &[u8], e: &[u8]) -> Vec<u8> {
     }
     fn int(v: &[u8]) -> Vec<u8> {
         let v: Vec<u8> = v.iter().copied().skip_while(|&x| x == 0).collect();
-        let mut body = if v.first().map_or(true, |&x| x & 0x80 != 0) { vec![0] } else { vec![] };
+        let mut body = if v.first().is_none_or(|&x| x & 0x80 != 0) { vec![0] } else { vec![] };
         body.extend(v);
         tlv(0x02, &body)
     }
