@@ -3,6 +3,10 @@
 //! `backend` (where keys live), with `object` (attribute rules) and `mechanism` (crypto) on
 //! the side.
 
+/// The version `C_GetInfo` reports, and keyfront's own tokens as their hardware and firmware
+/// versions.
+pub const LIBRARY_VERSION: cryptoki_sys::CK_VERSION = cryptoki_sys::CK_VERSION { major: 0, minor: 1 };
+
 pub mod abi;
 pub mod backend;
 pub mod config;

@@ -41,7 +41,7 @@ fn keep_out_of_core_dumps() {
     }
 }
 
-pub const LIBRARY_VERSION: CK_VERSION = CK_VERSION { major: 0, minor: 1 };
+pub use crate::LIBRARY_VERSION;
 
 ck_fn! {
     fn C_Initialize(pInitArgs: *mut std::ffi::c_void) {

@@ -32,7 +32,7 @@ ck_fn! {
         let info = &status.info;
         *target = CK_TOKEN_INFO {
             label: padded(&info.label),
-            manufacturerID: padded("keyfront"),
+            manufacturerID: padded(&info.manufacturer),
             model: padded(&info.model),
             serialNumber: padded(&info.serial),
             flags: info.flags,
@@ -46,8 +46,8 @@ ck_fn! {
             ulFreePublicMemory: CK_UNAVAILABLE_INFORMATION,
             ulTotalPrivateMemory: CK_UNAVAILABLE_INFORMATION,
             ulFreePrivateMemory: CK_UNAVAILABLE_INFORMATION,
-            hardwareVersion: LIBRARY_VERSION,
-            firmwareVersion: LIBRARY_VERSION,
+            hardwareVersion: info.hardware_version,
+            firmwareVersion: info.firmware_version,
             utcTime: [b' '; 16],
         };
         Ok(())

@@ -29,6 +29,11 @@ pub enum UserType {
 #[derive(Clone, Debug)]
 pub struct TokenInfo {
     pub label: String,
+    /// `manufacturerID`: keyfront's own tokens say "keyfront", a forwarded one its vendor's.
+    pub manufacturer: String,
+    /// Hardware and firmware versions; keyfront's own tokens give the library's version.
+    pub hardware_version: CK_VERSION,
+    pub firmware_version: CK_VERSION,
     pub model: String,
     pub serial: String,
     /// Token flags from the backend (initialised, PIN state…); the core adds session counts.

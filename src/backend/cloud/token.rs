@@ -384,6 +384,9 @@ fn new_key_request(mechanism: &Mechanism, public: &AttributeTemplate, private: &
 impl Backend for CloudToken {
     fn token_info(&self) -> Result<TokenInfo> {
         Ok(TokenInfo {
+            manufacturer: "keyfront".into(),
+            hardware_version: crate::LIBRARY_VERSION,
+            firmware_version: crate::LIBRARY_VERSION,
             label: self.label.clone(),
             model: "cloud KMS".into(),
             serial: {

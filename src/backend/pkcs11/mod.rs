@@ -333,6 +333,9 @@ impl Backend for Pkcs11Token {
         let info = link.sessionless("C_GetTokenInfo", || link.vendor.token_info(link.slot))?;
         Ok(TokenInfo {
             label: field(&info.label),
+            manufacturer: field(&info.manufacturerID),
+            hardware_version: info.hardwareVersion,
+            firmware_version: info.firmwareVersion,
             model: field(&info.model),
             serial: field(&info.serialNumber),
             flags: info.flags,

@@ -205,6 +205,9 @@ impl Backend for SoftToken {
         flags |= pin_flags(user_failures, CKF_USER_PIN_COUNT_LOW, CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED);
         flags |= pin_flags(so_failures, CKF_SO_PIN_COUNT_LOW, CKF_SO_PIN_FINAL_TRY, CKF_SO_PIN_LOCKED);
         Ok(TokenInfo {
+            manufacturer: "keyfront".into(),
+            hardware_version: crate::LIBRARY_VERSION,
+            firmware_version: crate::LIBRARY_VERSION,
             label: label.unwrap_or_else(|| self.config.label.clone()),
             model: "soft token".into(),
             serial,
