@@ -358,6 +358,16 @@ impl KeyService for AwsKms {
             _ => e,
         })?;
         let meta = reply.get("KeyMetadata").and_then(Metadata::from_json).ok_or_else(|| malformed("CreateKey", "KeyMetadata"))?;
+        let not_asked = || Error::Service {
+            rv: CKR_DEVICE_ERROR,
+            message: format!("aws-kms: the new key {} is not a {key_spec} {key_usage} key", meta.key_id),
+        };
+        // What the reply says was made must be what was asked for (the caller gets objects of
+        // that kind); the public key is checked against it below.
+        match meta.usable() {
+            Some((spec, sign, _, _)) if spec == request.spec && (spec == KeySpec::Aes256 || sign == request.sign) => {}
+            _ => return Err(not_asked()),
+        }
         let alias = alias.or_else(|| prefix.map(|p| keys::alias_for_unnamed(p, &meta.key_id)));
         if let Some(alias) = &alias {
             let made = self.on_new_key(|| self.call("CreateAlias", json!({"AliasName": alias, "TargetKeyId": meta.key_id}), false));
@@ -372,10 +382,7 @@ impl KeyService for AwsKms {
         }
         // Made with the slot's tag: no need to ask for it.
         let key = self.on_new_key(|| self.remote_key(&meta, alias.as_deref(), false))?;
-        key.ok_or_else(|| Error::Service {
-            rv: CKR_DEVICE_ERROR,
-            message: format!("aws-kms: the new key {} is not a {key_spec} {key_usage} key", meta.key_id),
-        })
+        key.ok_or_else(not_asked)
     }
 
     fn delete_key(&self, key: &RemoteKey) -> Result<()> {

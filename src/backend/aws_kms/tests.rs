@@ -410,3 +410,25 @@ fn a_disabled_key_without_its_public_key_is_left_out() {
     assert_eq!(kms.list_keys().unwrap(), vec![]);
     assert_eq!(server.join().unwrap().len(), 4);
 }
+
+/// Found by the `service_replies` fuzz target: a CreateKey reply describing another kind of
+/// key than asked was taken as the new key (a P-256 generation gave RSA objects).
+#[test]
+fn a_new_key_of_another_kind_than_asked_is_refused() {
+    let made = |spec: &str, usage: &str| {
+        format!(r#"{{"KeyMetadata":{{"KeyId":"k1","KeySpec":"{spec}","KeyUsage":"{usage}","KeyState":"Enabled","KeyManager":"CUSTOMER"}}}}"#)
+    };
+    for (asked, sign, reply) in [
+        (KeySpec::EcP256, true, made("RSA_4096", "SIGN_VERIFY")),
+        (KeySpec::Rsa(2048), true, made("RSA_3072", "SIGN_VERIFY")),
+        (KeySpec::Rsa(2048), true, made("RSA_2048", "ENCRYPT_DECRYPT")),
+        (KeySpec::Aes256, false, made("HMAC_256", "GENERATE_VERIFY_MAC")),
+    ] {
+        let (kms, server) = canned_service(vec![(200, reply)]);
+        let e = kms.create_key(&NewKey { spec: asked, sign, label: None }).unwrap_err();
+        assert_eq!(e.rv(), CKR_DEVICE_ERROR, "{asked:?}: {e}");
+        assert!(e.to_string().contains("is not a"), "{e}");
+        // Nothing asked after the CreateKey reply.
+        assert_eq!(server.join().unwrap().len(), 1);
+    }
+}
