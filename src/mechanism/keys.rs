@@ -602,6 +602,22 @@ pub fn check_curve(params: Option<&[u8]>, key_type: CK_KEY_TYPE) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Key-pair generation
 
+/// A new P-256 key: its scalar and public point (AWS-LC's generation with the `aws-lc`
+/// feature).
+#[cfg(not(feature = "aws-lc"))]
+fn generate_p256() -> Result<(Secret, p256::PublicKey)> {
+    use p256::elliptic_curve::Generate;
+    let key = p256::SecretKey::try_generate_from_rng(&mut SysRng).map_err(|_| rv(CKR_FUNCTION_FAILED))?;
+    Ok((p256_scalar(&key), key.public_key()))
+}
+
+#[cfg(feature = "aws-lc")]
+fn generate_p256() -> Result<(Secret, p256::PublicKey)> {
+    let (scalar, point) = super::aws_lc::ec::generate()?;
+    let public = p256::PublicKey::from_sec1_bytes(&point).map_err(|_| rv(CKR_FUNCTION_FAILED))?;
+    Ok((scalar, public))
+}
+
 /// The key type a key-pair generation mechanism makes.
 pub fn generated_key_type(kind: CK_MECHANISM_TYPE) -> Option<CK_KEY_TYPE> {
     match kind {
@@ -703,12 +719,11 @@ pub fn generate_key_pair(
         }
         CKM_EC_KEY_PAIR_GEN => {
             generation_params(public_template, private_template, Curve::P256, false)?;
-            use p256::elliptic_curve::Generate;
-            let key = p256::SecretKey::try_generate_from_rng(&mut SysRng).map_err(|_| rv(CKR_FUNCTION_FAILED))?;
+            let (scalar, point) = generate_p256()?;
             // One scalar multiplication for both halves.
-            let public = p256_public_attrs(&key.public_key())?;
+            let public = p256_public_attrs(&point)?;
             let mut private = AttributeTemplate::new().with(CKA_EC_PARAMS, P256_PARAMS);
-            private.attrs.push((CKA_VALUE, p256_scalar(&key)));
+            private.attrs.push((CKA_VALUE, scalar));
             private.push(CKA_PUBLIC_KEY_INFO, public.get(CKA_PUBLIC_KEY_INFO).unwrap_or_default().to_vec());
             Ok(KeyPairParts { public, private })
         }
