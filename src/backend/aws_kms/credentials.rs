@@ -438,10 +438,18 @@ pub fn parse_time(text: &str) -> Option<SystemTime> {
         z => {
             let sign = if z.starts_with('-') { -1 } else { 1 };
             let (h, m) = z[1..].split_once(':').unwrap_or((&z[1..], "0"));
-            sign * (num(h)? * 3600 + num(m)? * 60)
+            let (h, m) = (num(h)?, num(m)?);
+            if !(0..=23).contains(&h) || !(0..=59).contains(&m) {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
         }
     };
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    // RFC 3339 years have four digits; the bounds also keep the arithmetic below in range.
+    if !(0..=9999).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    if !(0..=23).contains(&hour) || !(0..=59).contains(&minute) || !(0..=60).contains(&second) {
         return None;
     }
     // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
@@ -606,6 +614,26 @@ aws_access_key_id = AKIDOVERRIDDEN
         assert_eq!(at("2024-02-29T00:00:00Z"), 1_709_164_800);
         assert!(parse_time("yesterday").is_none());
         assert!(parse_time("2019-13-09T13:34:41Z").is_none());
+    }
+
+    /// Found with the `aws_profile_files` fuzz target: a huge year or zone offset overflowed
+    /// the arithmetic (a panic with overflow checks, a wrong expiry without).
+    #[test]
+    fn out_of_range_times_are_refused() {
+        for bad in [
+            "9999999999999-01-01T00:00:00Z",
+            "-9999999999999-01-01T00:00:00Z",
+            "10000-01-01T00:00:00Z",
+            "2019-11-09T15:34:41+9999999999999999:00",
+            "2019-11-09T15:34:41-01:9999999999999999",
+            "2019-11-09T15:34:41+24:00",
+            "2019-11-09T99999999999999:34:41Z",
+            "2019-11-09T-1:34:41Z",
+        ] {
+            assert!(parse_time(bad).is_none(), "{bad}");
+        }
+        assert!(parse_time("9999-12-31T23:59:59Z").is_some());
+        assert!(parse_time("2019-11-09T15:34:41-23:59").is_some());
     }
 
     #[test]
