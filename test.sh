@@ -25,6 +25,9 @@ command -v openssl >/dev/null || pkgs+=(openssl)
 { [ -f /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util; } >/dev/null || pkgs+=(softhsm2)
 [ -f /usr/lib/x86_64-linux-gnu/libsoftokn3.so ] || pkgs+=(libnss3)
 command -v certutil >/dev/null || pkgs+=(libnss3-tools)
+# cloud slots: conformance/servers (curl for its checks), p11tool exports, envelope.c's header
+command -v curl >/dev/null || pkgs+=(curl)
+[ -f /usr/include/p11-kit-1/p11-kit/pkcs11.h ] || pkgs+=(libp11-kit-dev)
 engines=$(openssl version -e 2>/dev/null | sed -n 's/^ENGINESDIR: "\(.*\)"$/\1/p' || true)
 [ -n "$engines" ] && [ -f "$engines/pkcs11.so" ] || pkgs+=(libengine-pkcs11-openssl)
 if [ ${#pkgs[@]} -gt 0 ]; then
@@ -40,6 +43,19 @@ if ! command -v cargo >/dev/null; then
 fi
 
 status=0
+
+# ---- the cloud slots' test servers on 127.0.0.1: LocalStack (AWS KMS) and OpenBao (Vault
+# Transit), installed into a venv of conformance/servers' own and started once for every
+# step below (tests/cloud.rs, the services' own tests, conformance/run --cloud); stopped at
+# exit
+SERVERS_DIR=$(mktemp -d)
+trap 'conformance/servers stop "$SERVERS_DIR" >/dev/null 2>&1; rm -rf "$SERVERS_DIR"' EXIT
+echo "== conformance/servers start"
+conformance/servers start "$SERVERS_DIR"
+set -a
+. "$SERVERS_DIR/env"
+set +a
+export KEYFRONT_TEST_SERVERS_DIR=$SERVERS_DIR
 
 # ---- build and Rust tests (debug profile)
 echo "== cargo build --locked"
@@ -57,6 +73,10 @@ cargo test --locked --no-fail-fast || status=1
 echo "== KEYFRONT_TEST_BACKEND=softhsm2 cargo test --locked --no-fail-fast (forwarded slots)"
 KEYFRONT_TEST_BACKEND=softhsm2 cargo test --locked --no-fail-fast --test general --test tokens --test objects \
 	--test aes --test wrap --test digest_mac --test asymmetric --test lifecycle --test threads || status=1
+
+# The key services' own tests against the servers (ignored by a plain `cargo test`).
+echo "== cargo test --lib -- --ignored backend::aws_kms backend::vault_transit"
+cargo test --locked --lib -- --ignored backend::aws_kms backend::vault_transit || status=1
 
 # ---- the same with the aws-lc feature (RSA, P-256, Ed25519 on AWS-LC), in its own target
 # directory so the default build above is not invalidated; AWS-LC's C code is compiled by
@@ -82,6 +102,9 @@ target/debug/keyfront bench --smoke --module keyfront=target/debug/libkeyfront.s
 
 echo "== conformance/run --forward-softhsm2"
 conformance/run --forward-softhsm2 --module target/debug/libkeyfront.so || status=1
+
+echo "== conformance/run --cloud"
+conformance/run --cloud --module target/debug/libkeyfront.so || status=1
 
 if [ $status -eq 0 ]; then
 	echo "test.sh: every step passed"
