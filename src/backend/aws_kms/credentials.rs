@@ -616,8 +616,8 @@ aws_access_key_id = AKIDOVERRIDDEN
         assert!(parse_time("2019-13-09T13:34:41Z").is_none());
     }
 
-    /// Found with the `aws_profile_files` fuzz target: a huge year or zone offset overflowed
-    /// the arithmetic (a panic with overflow checks, a wrong expiry without).
+    /// A huge year or zone offset overflowed the arithmetic: a panic with overflow checks, a
+    /// wrong expiry without (the `aws_profile_files` fuzz target, seeds `expiration-huge-*`).
     #[test]
     fn out_of_range_times_are_refused() {
         for bad in [

@@ -2,7 +2,7 @@
 //! one `RemoteKey` per usable version, public keys as DER, and the `vault:vN:` strings of
 //! signatures and ciphertexts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -79,6 +79,8 @@ pub(super) struct KeyInfo {
     pub soft_deleted: bool,
     /// Version → the `public_key` string (PEM, or base64 for Ed25519); empty for AES.
     pub public_keys: BTreeMap<u32, String>,
+    /// The versions the read lists (`keys`), public key or not.
+    pub versions: BTreeSet<u32>,
 }
 
 fn bad_reply(what: &str) -> Error {
@@ -97,11 +99,13 @@ pub(super) fn parse_key_info(data: &Value) -> Result<KeyInfo> {
     let name = data.get("name").and_then(Value::as_str).ok_or_else(|| bad_reply("key without a name"))?;
     let vault_type = data.get("type").and_then(Value::as_str).ok_or_else(|| bad_reply("key without a type"))?;
     let mut public_keys = BTreeMap::new();
+    let mut versions = BTreeSet::new();
     if let Some(keys) = data.get("keys").and_then(Value::as_object) {
         for (version, entry) in keys {
             let Ok(version) = version.parse::<u32>() else {
                 return Err(bad_reply("key version that is not a number"));
             };
+            versions.insert(version);
             // Asymmetric keys: {"public_key": …, …}; symmetric ones: a creation time.
             if let Some(public) = entry.get("public_key").and_then(Value::as_str) {
                 public_keys.insert(version, public.to_string());
@@ -118,6 +122,7 @@ pub(super) fn parse_key_info(data: &Value) -> Result<KeyInfo> {
         derived: data.get("derived").and_then(Value::as_bool).unwrap_or(false),
         soft_deleted: data.get("soft_deleted").and_then(Value::as_bool).unwrap_or(false),
         public_keys,
+        versions,
     })
 }
 
@@ -136,8 +141,8 @@ pub(super) fn object_label(name: &str, version: u32, latest: u32) -> String {
     }
 }
 
-/// The objects a key stands for: one per version from the oldest that still decrypts
-/// (`min_decryption_version`, or the oldest kept after a trim) to the newest. Versions whose
+/// The objects a key stands for: one per version the read lists, from the oldest that still
+/// decrypts (`min_decryption_version`, or the oldest kept after a trim) to the newest. Versions whose
 /// public key is missing or malformed are left out, with a log line; keys of other types,
 /// derived keys, and names that cannot be used as a path give nothing.
 pub(super) fn remote_keys(info: &KeyInfo) -> Vec<RemoteKey> {
@@ -155,7 +160,12 @@ pub(super) fn remote_keys(info: &KeyInfo) -> Vec<RemoteKey> {
     }
     let first = info.min_decryption_version.max(info.min_available_version).max(1);
     let mut out = Vec::new();
-    for version in first..=info.latest_version {
+    if first > info.latest_version {
+        return out;
+    }
+    // Only the versions the read lists: a `latest_version` far above them (a broken or
+    // hostile reply) must not make billions of objects.
+    for &version in info.versions.range(first..=info.latest_version) {
         let public_key_der = if spec == KeySpec::Aes256 {
             None
         } else {
@@ -396,6 +406,27 @@ mod unit {
         assert_eq!(keys.iter().map(|k| k.version).collect::<Vec<_>>(), [Some(2)]);
         assert!(parse_key_info(&json!({"type": "ed25519"})).is_err());
         assert!(parse_key_info(&json!({"name": "x", "type": "ed25519", "latest_version": "one"})).is_err());
+    }
+
+    /// A read with `latest_version` 4294967295 made an object for every version up to it:
+    /// out of memory for an AES key, a loop of four billion turns for the others (the
+    /// `service_replies` fuzz target, seeds `vault-list-huge-latest-*`).
+    #[test]
+    fn only_listed_versions_become_objects() {
+        let mut data = ecdsa_key(2, 1, 0);
+        data["latest_version"] = json!(u32::MAX);
+        let keys = remote_keys(&parse_key_info(&data).unwrap());
+        assert_eq!(keys.iter().map(|k| k.version).collect::<Vec<_>>(), [Some(1), Some(2)]);
+        assert_eq!(keys[1].label, "signer v2", "the newest is the one the read names");
+        let aes = json!({"name": "w", "type": "aes256-gcm96", "keys": {"1": 1795479287}, "latest_version": u32::MAX,
+            "min_decryption_version": 1});
+        assert_eq!(remote_keys(&parse_key_info(&aes).unwrap()).len(), 1);
+        // Listed versions outside [min_decryption_version, latest_version] stay out.
+        let aes = json!({"name": "w", "type": "aes256-gcm96", "keys": {"1": 1, "2": 2, "3": 3, "9": 9}, "latest_version": 3,
+            "min_decryption_version": 2});
+        assert_eq!(remote_keys(&parse_key_info(&aes).unwrap()).iter().map(|k| k.version).collect::<Vec<_>>(), [Some(2), Some(3)]);
+        let aes = json!({"name": "w", "type": "aes256-gcm96", "keys": {"1": 1}, "latest_version": 1, "min_decryption_version": 5});
+        assert!(remote_keys(&parse_key_info(&aes).unwrap()).is_empty());
     }
 
     #[test]
