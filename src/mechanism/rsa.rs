@@ -138,7 +138,8 @@ fn pss_params(mechanism: &Mechanism, fixed: Option<HashAlg>, key: &Key) -> Resul
     }
     // emLen = ceil((modBits - 1) / 8); the salt must leave room for the hash and two bytes.
     let em_len = (key.public().n().bit_width() as usize - 1).div_ceil(8);
-    if p.salt_len + hash.len() + 2 > em_len {
+    // (`sLen` is the caller's: compared without an addition that could wrap.)
+    if p.salt_len > em_len.saturating_sub(hash.len() + 2) {
         return Err(rv(CKR_MECHANISM_PARAM_INVALID));
     }
     Ok((hash, p.salt_len))
@@ -515,6 +516,8 @@ mod tests {
             pss(CKM_RSA_PKCS_PSS, CKM_SHA256, CKG_MGF1_SHA512, 32),
             pss(CKM_RSA_PKCS_PSS, CKM_SHA224, CKG_MGF1_SHA224, 28),
             pss(CKM_SHA256_RSA_PKCS_PSS, CKM_SHA256, CKG_MGF1_SHA256, 223),
+            // A salt length near 2^64 (a CK_ULONG the caller chose) must not wrap the check.
+            pss(CKM_SHA256_RSA_PKCS_PSS, CKM_SHA256, CKG_MGF1_SHA256, usize::MAX - 20),
             Mechanism::new(CKM_RSA_PKCS_PSS, MechanismParam::RsaOaep(RsaOaepParams { hash: CKM_SHA256, mgf: CKG_MGF1_SHA256, label: vec![] })),
         ];
         for m in bad {
