@@ -106,6 +106,11 @@ conformance/run --forward-softhsm2 --module target/debug/libkeyfront.so || statu
 echo "== conformance/run --cloud"
 conformance/run --cloud --module target/debug/libkeyfront.so || status=1
 
+# Every fuzz target for a few seconds, with AddressSanitizer (fuzz/README.md: the 10-minute
+# runs, and what this costs: about 7 minutes, most of it the instrumented build).
+echo "== fuzz/run-smoke (FUZZ_SECONDS=10)"
+FUZZ_SECONDS=10 fuzz/run-smoke || status=1
+
 if [ $status -eq 0 ]; then
 	echo "test.sh: every step passed"
 else
