@@ -33,6 +33,17 @@ enum Half {
     Certificate,
 }
 
+/// A key reference, version and half: what one `ObjectId` names.
+type ObjectName = (String, Option<u32>, Half);
+
+/// `ObjectId`s both ways: they stay the same for a key across refreshes (handles the core gave
+/// out keep naming the same key); id N is `names[N - 1]`.
+#[derive(Default)]
+struct ObjectIds {
+    by_name: HashMap<ObjectName, ObjectId>,
+    names: Vec<ObjectName>,
+}
+
 /// The key list as last fetched.
 #[derive(Default)]
 struct KeyList {
@@ -48,9 +59,7 @@ pub struct CloudToken {
     list: RwLock<Arc<KeyList>>,
     /// Held by the one thread fetching the list; the others keep using the old one.
     refreshing: Mutex<()>,
-    /// ObjectIds stay the same for a key across refreshes (handles the core gave out keep
-    /// naming the same key).
-    ids: Mutex<HashMap<(String, Option<u32>, Half), ObjectId>>,
+    ids: Mutex<ObjectIds>,
     /// Changes whenever the key list changed: the core rereads objects then.
     generation: AtomicU64,
     /// Counts the keys this token made or removed: a list fetched while one was made is not
@@ -75,7 +84,7 @@ impl CloudToken {
             refresh_interval: Duration::from_secs(config.refresh_interval_s),
             list: RwLock::new(Arc::new(KeyList::default())),
             refreshing: Mutex::new(()),
-            ids: Mutex::new(HashMap::new()),
+            ids: Mutex::new(ObjectIds::default()),
             generation: AtomicU64::new(1),
             changes: AtomicU64::new(0),
             recent: Mutex::new(Vec::new()),
@@ -163,16 +172,25 @@ impl CloudToken {
 
     fn object_id(&self, key: &RemoteKey, half: Half) -> ObjectId {
         let mut ids = self.ids.lock();
-        let next = ids.len() as ObjectId + 1;
-        *ids.entry((key.key_ref.clone(), key.version, half)).or_insert(next)
+        let name = (key.key_ref.clone(), key.version, half);
+        if let Some(id) = ids.by_name.get(&name) {
+            return *id;
+        }
+        ids.names.push(name.clone());
+        let id = ids.names.len() as ObjectId;
+        ids.by_name.insert(name, id);
+        id
+    }
+
+    /// What `id` names: key reference, version and half.
+    fn name_of(&self, id: ObjectId) -> Result<ObjectName> {
+        let index = usize::try_from(id).ok().and_then(|i| i.checked_sub(1)).ok_or(rv(CKR_OBJECT_HANDLE_INVALID))?;
+        self.ids.lock().names.get(index).cloned().ok_or(rv(CKR_OBJECT_HANDLE_INVALID))
     }
 
     /// The key and half an `ObjectId` names, in the current list.
     fn lookup(&self, id: ObjectId) -> Result<(RemoteKey, Half)> {
-        let (key_ref, version, half) = {
-            let ids = self.ids.lock();
-            ids.iter().find(|(_, v)| **v == id).map(|(k, _)| k.clone()).ok_or(rv(CKR_OBJECT_HANDLE_INVALID))?
-        };
+        let (key_ref, version, half) = self.name_of(id)?;
         let list = self.keys()?;
         let key = list
             .keys
@@ -495,7 +513,8 @@ impl Backend for CloudToken {
     }
 
     fn is_service_key(&self, id: ObjectId) -> bool {
-        matches!(self.lookup(id), Ok((_, Half::Held)))
+        // The core found the object already: which half it is needs no key list.
+        matches!(self.name_of(id), Ok((_, _, Half::Held)))
     }
 
     fn service_signer(&self, id: ObjectId, mechanism: &Mechanism) -> Result<Box<dyn Signer>> {
