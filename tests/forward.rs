@@ -215,30 +215,6 @@ fn vendor_login(slot: CK_SLOT_ID) -> CK_SESSION_HANDLE {
     s
 }
 
-fn gen_key_pair(s: CK_SESSION_HANDLE, m: &Mech, public: &[Attr], private: &[Attr]) -> R<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
-    let raw = |a: &[Attr]| -> Vec<CK_ATTRIBUTE> {
-        a.iter()
-            .map(|(t, v)| CK_ATTRIBUTE { type_: *t, pValue: v.as_ptr() as *mut c_void, ulValueLen: v.len() as CK_ULONG })
-            .collect()
-    };
-    let (mut pt, mut qt) = (raw(public), raw(private));
-    let (mut hp, mut hq) = (CK_INVALID_HANDLE, CK_INVALID_HANDLE);
-    m.with(|mp| {
-        rv(ck!(
-            C_GenerateKeyPair,
-            s,
-            mp,
-            pt.as_mut_ptr(),
-            pt.len() as CK_ULONG,
-            qt.as_mut_ptr(),
-            qt.len() as CK_ULONG,
-            &mut hp,
-            &mut hq
-        ))
-    })?;
-    Ok((hp, hq))
-}
-
 fn mechanisms(slot: CK_SLOT_ID) -> Vec<CK_MECHANISM_TYPE> {
     let mut n: CK_ULONG = 0;
     rv(ck!(C_GetMechanismList, slot, ptr::null_mut(), &mut n)).unwrap();

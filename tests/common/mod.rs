@@ -724,6 +724,13 @@ pub fn set_attrs(s: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE, a: &[Attr]) -> R<()>
     let mut t = raw_tmpl(a);
     rv(ck!(C_SetAttributeValue, s, o, t.as_mut_ptr(), t.len() as CK_ULONG))
 }
+/// `C_GenerateKeyPair`: (public, private).
+pub fn gen_key_pair(s: CK_SESSION_HANDLE, m: &Mech, public: &[Attr], private: &[Attr]) -> R<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+    let (mut pt, mut qt) = (raw_tmpl(public), raw_tmpl(private));
+    let (mut hp, mut hq) = (CK_INVALID_HANDLE, CK_INVALID_HANDLE);
+    m.with(|mp| rv(ck!(C_GenerateKeyPair, s, mp, pt.as_mut_ptr(), pt.len() as CK_ULONG, qt.as_mut_ptr(), qt.len() as CK_ULONG, &mut hp, &mut hq)))?;
+    Ok((hp, hq))
+}
 pub fn gen_key(s: CK_SESSION_HANDLE, m: &Mech, a: &[Attr]) -> R<CK_OBJECT_HANDLE> {
     let mut t = raw_tmpl(a);
     let mut h = CK_INVALID_HANDLE;
