@@ -85,6 +85,20 @@ fn canned(count: usize, answer: impl Fn(&str) -> (u16, String) + Send + 'static)
                     break;
                 }
             }
+            // And the rest of the body: closing with unread bytes makes the kernel reset the
+            // connection, which the client may see before the reply.
+            let head_len = buf[..got].windows(4).position(|w| w == b"\r\n\r\n").map_or(got, |p| p + 4);
+            let body_len = String::from_utf8_lossy(&buf[..head_len])
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok()))
+                .unwrap_or(0);
+            while got < (head_len + body_len).min(buf.len()) {
+                let n = conn.read(&mut buf[got..]).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
             let text = String::from_utf8_lossy(&buf[..got]).to_string();
             let (head, _) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
             let (request_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
