@@ -360,6 +360,62 @@ fn gcm_rejects_tampering() {
     close(s).unwrap();
 }
 
+/// `C_Encrypt`/`C_Decrypt` with the output in the input's own buffer (NSS and some
+/// applications encrypt in place), and a decryption whose tag fails into the caller's buffer:
+/// the error, nothing of the ciphertext or plaintext left in the buffer, the operation over.
+#[test]
+fn gcm_in_place_and_failed_tag_into_the_callers_buffer() {
+    let s = user_session(fx().token());
+    let (key, m, pt, ct) = gcm_tc(1, 128);
+    let k = aes_key(s, &key, &[]);
+
+    let mut buf = pt.clone();
+    buf.resize(ct.len(), 0);
+    encrypt_init(s, &m, k).unwrap();
+    let mut len = buf.len() as CK_ULONG;
+    assert_rv(ck!(C_Encrypt, s, buf.as_mut_ptr(), pt.len() as CK_ULONG, buf.as_mut_ptr(), &mut len), CKR_OK);
+    assert_eq!((len as usize, &buf), (ct.len(), &ct), "in-place encryption");
+    decrypt_init(s, &m, k).unwrap();
+    let mut len = buf.len() as CK_ULONG;
+    assert_rv(ck!(C_Decrypt, s, buf.as_mut_ptr(), ct.len() as CK_ULONG, buf.as_mut_ptr(), &mut len), CKR_OK);
+    assert_eq!(&buf[..len as usize], &pt[..], "in-place decryption");
+    // Output overlapping the input a few bytes further on.
+    let mut buf = pt.clone();
+    buf.resize(ct.len() + 8, 0);
+    encrypt_init(s, &m, k).unwrap();
+    let mut len = ct.len() as CK_ULONG;
+    let (input, output) = (buf.as_mut_ptr(), buf[8..].as_mut_ptr());
+    assert_rv(ck!(C_Encrypt, s, input, pt.len() as CK_ULONG, output, &mut len), CKR_OK);
+    assert_eq!(&buf[8..], &ct[..], "encryption into an overlapping buffer");
+
+    let mut bad = ct.clone();
+    *bad.last_mut().unwrap() ^= 0x80;
+    decrypt_init(s, &m, k).unwrap();
+    let mut out = vec![0xaau8; ct.len()];
+    let mut len = out.len() as CK_ULONG;
+    let invalid = by_backend(CKR_ENCRYPTED_DATA_INVALID, CKR_GENERAL_ERROR);
+    assert_rv(ck!(C_Decrypt, s, bad.as_mut_ptr(), bad.len() as CK_ULONG, out.as_mut_ptr(), &mut len), invalid);
+    if backend().is_soft() {
+        assert!(out[..pt.len()].iter().all(|&b| b == 0), "a failed decryption leaves zeros, not ciphertext");
+    }
+    assert_rv(ck!(C_Decrypt, s, ct.as_ptr() as *mut u8, ct.len() as CK_ULONG, out.as_mut_ptr(), &mut len), CKR_OPERATION_NOT_INITIALIZED);
+
+    // A length query answers without decrypting: the failed tag shows on the real call, and
+    // a buffer too small for the output keeps the operation going.
+    decrypt_init(s, &m, k).unwrap();
+    let mut len: CK_ULONG = 0;
+    assert_rv(ck!(C_Decrypt, s, bad.as_mut_ptr(), bad.len() as CK_ULONG, ptr::null_mut(), &mut len), if backend().is_soft() { CKR_OK } else { invalid });
+    if backend().is_soft() {
+        assert_eq!(len as usize, pt.len());
+        let mut short = 1 as CK_ULONG;
+        assert_rv(ck!(C_Decrypt, s, bad.as_mut_ptr(), bad.len() as CK_ULONG, out.as_mut_ptr(), &mut short), CKR_BUFFER_TOO_SMALL);
+        assert_eq!(short as usize, pt.len());
+        let mut len = out.len() as CK_ULONG;
+        assert_rv(ck!(C_Decrypt, s, bad.as_mut_ptr(), bad.len() as CK_ULONG, out.as_mut_ptr(), &mut len), invalid);
+    }
+    close(s).unwrap();
+}
+
 #[test]
 fn output_length_query_and_buffer_too_small() {
     let s = user_session(fx().token());

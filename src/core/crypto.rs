@@ -64,6 +64,41 @@ fn step<T>(
     Ok(len)
 }
 
+/// The output length of a `C_Encrypt`/`C_Decrypt` that can skip `step`'s kept output: the
+/// cipher knows the length in advance, nothing is kept from an earlier call, and the
+/// caller's buffers do not overlap (an in-place call goes through a buffer of our own, as
+/// writing the output would overwrite input not yet read).
+fn direct_len(slot: &Option<Pending<Box<dyn mechanism::Cipher>>>, input: &[u8], out: &Output<'_>) -> Option<usize> {
+    let pending = slot.as_ref()?;
+    if pending.output.is_some() {
+        return None;
+    }
+    if let Output::Into(buf) = out {
+        let (a, b) = (input.as_ptr_range(), buf.as_ptr_range());
+        if a.start < b.end && b.start < a.end {
+            return None;
+        }
+    }
+    pending.op.once_len(input.len())
+}
+
+/// `C_Encrypt`/`C_Decrypt` of `len` bytes straight into the caller's buffer, with the same
+/// length protocol as `deliver`: a query or too small a buffer keeps the operation.
+fn once_direct(slot: &mut Option<Pending<Box<dyn mechanism::Cipher>>>, input: &[u8], out: Output<'_>, len: usize) -> Result<usize> {
+    let buf = match out {
+        Output::Query => return Ok(len),
+        Output::Into(buf) if buf.len() < len => return Err(Error::BufferTooSmall(len)),
+        Output::Into(buf) => &mut buf[..len],
+    };
+    let mut pending = slot.take().expect("direct_len saw an operation");
+    let result = pending.op.once_into(input, buf);
+    if result.is_err() {
+        // Whatever a failed step left there (ciphertext, for GCM) is not output.
+        buf.zeroize();
+    }
+    result.map(|()| len)
+}
+
 /// Wipes a buffer before it is dropped. `Zeroizing<Vec<u8>>` alone wipes byte by byte with
 /// volatile writes, which costs more than encrypting the buffer; zeroize's slice path is a
 /// `memset` behind an optimisation barrier.
@@ -233,6 +268,9 @@ impl Module {
     /// `C_Encrypt`/`C_Decrypt`.
     pub fn cipher_once(&self, handle: CK_SESSION_HANDLE, encrypt: bool, input: &[u8], out: Output<'_>) -> Result<usize> {
         self.with_operation(handle, |s| cipher_slot(s, encrypt), false, |slot| {
+            if let Some(len) = direct_len(slot, input, &out) {
+                return once_direct(slot, input, out, len);
+            }
             step(slot, out, true, |c| c.once(input))
         })
     }

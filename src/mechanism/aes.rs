@@ -444,6 +444,39 @@ where
             Ok(buf)
         }
     }
+
+    fn once_len(&self, input_len: usize) -> Option<usize> {
+        if !self.buf.is_empty() {
+            return None;
+        }
+        if self.encrypt {
+            input_len.checked_add(T::USIZE)
+        } else {
+            // Too short for a tag: `once` gives the error.
+            input_len.checked_sub(T::USIZE)
+        }
+    }
+
+    fn once_into(&mut self, input: &[u8], out: &mut [u8]) -> Result<()> {
+        if self.encrypt {
+            let (data, tag_out) = out.split_at_mut(input.len());
+            data.copy_from_slice(input);
+            let tag = self
+                .aead
+                .encrypt_inout_detached(&self.iv, &self.aad, data.into())
+                .map_err(|_| rv(CKR_DATA_LEN_RANGE))?;
+            tag_out.copy_from_slice(&tag);
+        } else {
+            let (data, tag) = input.split_at(out.len());
+            let tag = Array::<u8, T>::try_from(tag).map_err(|_| rv(CKR_ENCRYPTED_DATA_LEN_RANGE))?;
+            out.copy_from_slice(data);
+            // On a bad tag nothing is decrypted: `out` holds the ciphertext.
+            self.aead
+                .decrypt_inout_detached(&self.iv, &self.aad, out.into(), &tag)
+                .map_err(|_| rv(CKR_ENCRYPTED_DATA_INVALID))?;
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -890,6 +923,44 @@ mod tests {
         // McGrew–Viega test case 1: empty everything, zero key and IV.
         let m = mech(CKM_AES_GCM, gcm(&[0; 12], &[], 128));
         check(&m, &[0; 16], &[], &hex("58e2fccefa7e3061367f1d57a4e7455a"));
+    }
+
+    /// `once_into` (straight into the caller's buffer) gives what `once` gives, for every
+    /// tag length and size, and refuses what `once` refuses.
+    #[test]
+    fn gcm_once_into_matches_once() {
+        let key = [9u8; 32];
+        for bits in [96, 104, 112, 120, 128] {
+            for n in [0, 1, 15, 16, 64, 4096, 70_000] {
+                let m = mech(CKM_AES_GCM, gcm(&[5; 12], b"aad", bits));
+                let data: Vec<u8> = (0..n).map(|i| i as u8).collect();
+                let want = cipher(&m, &key, true).unwrap().once(&data).unwrap();
+                let enc = cipher(&m, &key, true).unwrap();
+                let len = enc.once_len(n).unwrap();
+                assert_eq!(len, want.len());
+                let mut got = vec![0u8; len];
+                let mut enc = enc;
+                enc.once_into(&data, &mut got).unwrap();
+                assert_eq!(got, *want, "encrypt {n} bytes, tag {bits}");
+
+                let mut dec = cipher(&m, &key, false).unwrap();
+                assert_eq!(dec.once_len(want.len()), Some(n));
+                let mut back = vec![0u8; n];
+                dec.once_into(&want, &mut back).unwrap();
+                assert_eq!(back, data);
+
+                let mut bad = want.to_vec();
+                bad[0] ^= 1;
+                let mut dec = cipher(&m, &key, false).unwrap();
+                assert_eq!(err(dec.once_into(&bad, &mut back)), CKR_ENCRYPTED_DATA_INVALID);
+            }
+            let dec = cipher(&mech(CKM_AES_GCM, gcm(&[5; 12], b"", bits)), &key, false).unwrap();
+            assert_eq!(dec.once_len(bits / 8 - 1), None, "shorter than the tag: once decides");
+        }
+        // After an update the buffered input counts: no direct path.
+        let mut enc = cipher(&mech(CKM_AES_GCM, gcm(&[5; 12], b"", 128)), &key, true).unwrap();
+        enc.update(b"abc").unwrap();
+        assert_eq!(enc.once_len(3), None);
     }
 
     #[test]

@@ -134,6 +134,22 @@ pub trait Cipher: Send {
         first.extend_from_slice(&rest);
         Ok(first)
     }
+
+    /// The exact length `once` would return for `input_len` bytes, when the mechanism knows
+    /// it without doing the work (GCM: the input plus the tag). Knowing it lets `C_Encrypt`
+    /// answer a length query without encrypting, and then encrypt straight into the
+    /// caller's buffer with `once_into`: no second buffer, no copy, nothing to wipe.
+    fn once_len(&self, _input_len: usize) -> Option<usize> {
+        None
+    }
+
+    /// `once` writing into `out`, which is exactly `once_len(input.len())` bytes long.
+    /// `input` is read in full before `out` is written.
+    fn once_into(&mut self, input: &[u8], out: &mut [u8]) -> Result<()> {
+        let result = self.once(input)?;
+        out.copy_from_slice(&result);
+        Ok(())
+    }
 }
 
 /// A MAC or signature in progress.
