@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cryptoki_sys::*;
-use parking_lot::RwLock;
+use arc_swap::ArcSwapOption;
+use parking_lot::Mutex;
 
 use crate::config::{self, SlotKind};
 use crate::error::{rv, Result};
@@ -40,7 +41,22 @@ pub struct Module {
     pub objects: ObjectTable,
 }
 
-static MODULE: RwLock<Option<Arc<Module>>> = RwLock::new(None);
+/// The module of the current `C_Initialize`. Every call reads it; reading an `ArcSwap`
+/// writes nothing shared (no lock word, no reference count), so threads on different
+/// cores do not slow each other down here. `C_Initialize` and `C_Finalize` hold
+/// `MODULE_CHANGE` while they replace it.
+static MODULE: ArcSwapOption<Module> = ArcSwapOption::const_empty();
+static MODULE_CHANGE: Mutex<()> = Mutex::new(());
+
+/// The module for one call; it stays alive while this is held, even across a `C_Finalize`.
+pub struct ModuleRef(arc_swap::Guard<Option<Arc<Module>>>);
+
+impl std::ops::Deref for ModuleRef {
+    type Target = Module;
+    fn deref(&self) -> &Module {
+        self.0.as_deref().expect("module() checked it is there")
+    }
+}
 
 /// How many times this process is a forked child of the one that loaded keyfront. Asking
 /// the kernel for the process id on every call costs more than most operations.
@@ -68,23 +84,24 @@ fn forks() -> u64 {
 
 /// The initialised module, or `CKR_CRYPTOKI_NOT_INITIALIZED` (also in a forked child that
 /// has not called `C_Initialize` itself).
-pub fn module() -> Result<Arc<Module>> {
-    match &*MODULE.read() {
-        Some(m) if m.forks == forks() => Ok(m.clone()),
+pub fn module() -> Result<ModuleRef> {
+    let current = MODULE.load();
+    match &*current {
+        Some(m) if m.forks == forks() => Ok(ModuleRef(current)),
         _ => Err(rv(CKR_CRYPTOKI_NOT_INITIALIZED)),
     }
 }
 
 pub fn initialize() -> Result<()> {
     crate::logging::init();
-    let mut current = MODULE.write();
-    if let Some(m) = current.as_ref() {
+    let _changing = MODULE_CHANGE.lock();
+    if let Some(m) = MODULE.load().as_ref() {
         if m.forks == forks() {
             return Err(rv(CKR_CRYPTOKI_ALREADY_INITIALIZED));
         }
         // Inherited across fork(): its connections and locks belong to the parent, so it is
         // neither used nor dropped here, only kept reachable.
-        if let Some(inherited) = current.take() {
+        if let Some(inherited) = MODULE.swap(None) {
             park_inherited(inherited);
         }
     }
@@ -127,18 +144,18 @@ pub fn initialize() -> Result<()> {
         built.push(Slot::new(cfg.id, cfg.label.clone(), backend, cfg.policy.clone()));
     }
     let slots = built;
-    *current = Some(Arc::new(Module {
+    MODULE.store(Some(Arc::new(Module {
         forks: forks(),
         slots,
         sessions: SessionTable::default(),
         objects: ObjectTable::default(),
-    }));
+    })));
     Ok(())
 }
 
 pub fn finalize() -> Result<()> {
-    let mut current = MODULE.write();
-    match current.take() {
+    let _changing = MODULE_CHANGE.lock();
+    match MODULE.swap(None) {
         Some(m) if m.forks == forks() => {
             for slot in &m.slots {
                 slot.logout_all();

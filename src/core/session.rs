@@ -66,11 +66,21 @@ impl Session {
 
 pub type SessionRef = Arc<Mutex<Session>>;
 
+/// Sessions in shards by handle, each lock on a cache line of its own: threads working in
+/// different sessions take different locks, so a lookup on one core does not invalidate
+/// the lock word in another core's cache (with one table-wide lock, that traffic was most
+/// of what two threads doing small operations cost each other).
 #[derive(Default)]
 pub struct SessionTable {
     next: AtomicU64,
-    sessions: RwLock<HandleMap<CK_SESSION_HANDLE, (SessionSummary, SessionRef)>>,
+    shards: [Shard; SHARDS],
 }
+
+const SHARDS: usize = 16;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard(RwLock<HandleMap<CK_SESSION_HANDLE, (SessionSummary, SessionRef)>>);
 
 /// What the table knows of a session without locking it.
 #[derive(Clone, Copy)]
@@ -94,28 +104,33 @@ impl SessionTable {
             find: None,
             wrapped: None,
         };
-        self.sessions
+        self.shard(handle)
             .write()
             .insert(handle, (SessionSummary { slot_id, read_write }, Arc::new(Mutex::new(session))));
         handle
     }
 
+    fn shard(&self, handle: CK_SESSION_HANDLE) -> &RwLock<HandleMap<CK_SESSION_HANDLE, (SessionSummary, SessionRef)>> {
+        &self.shards[handle as usize % SHARDS].0
+    }
+
     pub fn get(&self, handle: CK_SESSION_HANDLE) -> Result<SessionRef> {
-        self.sessions.read().get(&handle).map(|(_, s)| s.clone()).ok_or(rv(CKR_SESSION_HANDLE_INVALID))
+        self.shard(handle).read().get(&handle).map(|(_, s)| s.clone()).ok_or(rv(CKR_SESSION_HANDLE_INVALID))
     }
 
     pub fn close(&self, handle: CK_SESSION_HANDLE) -> Result<CK_SLOT_ID> {
-        let (summary, _) = self.sessions.write().remove(&handle).ok_or(rv(CKR_SESSION_HANDLE_INVALID))?;
+        let (summary, _) = self.shard(handle).write().remove(&handle).ok_or(rv(CKR_SESSION_HANDLE_INVALID))?;
         Ok(summary.slot_id)
     }
 
     /// Sessions open on a slot, read-write or not.
     pub fn on_slot(&self, slot_id: CK_SLOT_ID) -> Vec<(CK_SESSION_HANDLE, SessionSummary)> {
-        self.sessions
-            .read()
-            .iter()
-            .filter(|(_, (summary, _))| summary.slot_id == slot_id)
-            .map(|(h, (summary, _))| (*h, *summary))
-            .collect()
+        let mut found = Vec::new();
+        for shard in &self.shards {
+            let sessions = shard.0.read();
+            let on_slot = sessions.iter().filter(|(_, (summary, _))| summary.slot_id == slot_id);
+            found.extend(on_slot.map(|(h, (summary, _))| (*h, *summary)));
+        }
+        found
     }
 }

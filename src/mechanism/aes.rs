@@ -179,13 +179,14 @@ where
         // CTR encrypts and decrypts alike.
         (Mode::Ctr(p), _) => Box::new(Ctr::new(enc()?, &p)),
         (Mode::Gcm { iv, aad, tag_len }, _) => {
-            let e = enc()?;
+            let e = || enc();
             match tag_len {
-                12 => Box::new(Gcm::<E, U12>::new(e, iv, aad, encrypt)),
-                13 => Box::new(Gcm::<E, U13>::new(e, iv, aad, encrypt)),
-                14 => Box::new(Gcm::<E, U14>::new(e, iv, aad, encrypt)),
-                15 => Box::new(Gcm::<E, U15>::new(e, iv, aad, encrypt)),
-                16 => Box::new(Gcm::<E, U16>::new(e, iv, aad, encrypt)),
+                // The usual tag length: the key's GHASH key is kept with its schedule.
+                16 => Box::new(Gcm::<E, U16>::with(schedules.get::<AesGcm<E, U12, U16>>()?, iv, aad, encrypt)),
+                12 => Box::new(Gcm::<E, U12>::new(e()?, iv, aad, encrypt)),
+                13 => Box::new(Gcm::<E, U13>::new(e()?, iv, aad, encrypt)),
+                14 => Box::new(Gcm::<E, U14>::new(e()?, iv, aad, encrypt)),
+                15 => Box::new(Gcm::<E, U15>::new(e()?, iv, aad, encrypt)),
                 _ => return Err(rv(CKR_MECHANISM_PARAM_INVALID)),
             }
         }
@@ -406,7 +407,11 @@ where
     T: aes_gcm::TagSize,
 {
     fn new(cipher: E, iv: [u8; 12], aad: Vec<u8>, encrypt: bool) -> Self {
-        Self { aead: AesGcm::from(cipher), iv: Array::from(iv), aad, buf: Secret::default(), encrypt }
+        Self::with(AesGcm::from(cipher), iv, aad, encrypt)
+    }
+
+    fn with(aead: AesGcm<E, U12, T>, iv: [u8; 12], aad: Vec<u8>, encrypt: bool) -> Self {
+        Self { aead, iv: Array::from(iv), aad, buf: Secret::default(), encrypt }
     }
 }
 

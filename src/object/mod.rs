@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cryptoki_sys::*;
-use parking_lot::RwLock;
+use arc_swap::ArcSwap;
 use zeroize::Zeroizing;
 
 use crate::error::{rv, Result};
@@ -71,24 +71,31 @@ pub struct Object {
     attrs: BTreeMap<CK_ATTRIBUTE_TYPE, AttrValue>,
     /// Values computed once from the attributes (a parsed private key, say), by type. An
     /// object the core keeps (`Arc<Object>`) is never changed in place, so they stay valid.
-    prepared: RwLock<Vec<Arc<dyn Any + Send + Sync>>>,
+    /// Threads using one key read this on every operation: an `ArcSwap` read writes nothing
+    /// shared, where a lock's read count would bounce between their cores.
+    prepared: ArcSwap<Vec<Arc<dyn Any + Send + Sync>>>,
 }
 
 impl Clone for Object {
     /// A copy has the same attributes and nothing prepared: it may be changed.
     fn clone(&self) -> Self {
-        Self { attrs: self.attrs.clone(), prepared: RwLock::default() }
+        Self { attrs: self.attrs.clone(), prepared: ArcSwap::default() }
     }
 }
 
 impl Object {
     /// The value `make` computes from this object, computed on first use and then reused.
     pub fn prepared<T: Clone + Send + Sync + 'static>(&self, make: impl FnOnce(&Object) -> Result<T>) -> Result<T> {
-        if let Some(found) = self.prepared.read().iter().find_map(|v| v.downcast_ref::<T>()) {
+        if let Some(found) = self.prepared.load().iter().find_map(|v| v.downcast_ref::<T>()) {
             return Ok(found.clone());
         }
         let value = make(self)?;
-        self.prepared.write().push(Arc::new(value.clone()));
+        let made: Arc<dyn Any + Send + Sync> = Arc::new(value.clone());
+        self.prepared.rcu(|list| {
+            let mut list = Vec::clone(list);
+            list.push(made.clone());
+            list
+        });
         Ok(value)
     }
 
@@ -102,7 +109,7 @@ impl Object {
 
     pub fn set(&mut self, ty: CK_ATTRIBUTE_TYPE, value: impl Into<Vec<u8>>) {
         self.attrs.insert(ty, Zeroizing::new(value.into()));
-        self.prepared.get_mut().clear();
+        self.prepared.store(Arc::default());
     }
 
     pub fn set_bool(&mut self, ty: CK_ATTRIBUTE_TYPE, value: bool) {
@@ -115,7 +122,7 @@ impl Object {
 
     pub fn remove(&mut self, ty: CK_ATTRIBUTE_TYPE) {
         self.attrs.remove(&ty);
-        self.prepared.get_mut().clear();
+        self.prepared.store(Arc::default());
     }
 
     pub fn contains(&self, ty: CK_ATTRIBUTE_TYPE) -> bool {
