@@ -41,10 +41,27 @@ struct Entry {
     location: Location,
 }
 
+/// A lock whose reads are spread over per-thread shards: every key operation looks its key
+/// up in the object table, and threads sharing a key would otherwise all write the one
+/// lock word. Writes (objects made and destroyed) take every shard. A panic while it is
+/// held is caught at the ABI; the table stays usable, so poisoning is ignored.
+#[derive(Default)]
+struct ReadMostly<T>(crossbeam_utils::sync::ShardedLock<T>);
+
+impl<T> ReadMostly<T> {
+    fn read(&self) -> crossbeam_utils::sync::ShardedLockReadGuard<'_, T> {
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> crossbeam_utils::sync::ShardedLockWriteGuard<'_, T> {
+        self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 #[derive(Default)]
 pub struct ObjectTable {
     next: AtomicU64,
-    entries: RwLock<HandleMap<CK_OBJECT_HANDLE, Entry>>,
+    entries: ReadMostly<HandleMap<CK_OBJECT_HANDLE, Entry>>,
     token_handles: RwLock<HandleMap<(CK_SLOT_ID, ObjectId), CK_OBJECT_HANDLE>>,
     /// The session objects each session made, so closing a session does not scan every
     /// handle (a process that found 10,000 token objects holds 10,000 handles).

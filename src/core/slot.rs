@@ -1,7 +1,9 @@
 //! A slot: one backend, and the login state this process holds on its token.
 
 use cryptoki_sys::*;
-use parking_lot::RwLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use parking_lot::Mutex;
 
 use crate::backend::{Backend, TokenInfo, UserType};
 use crate::error::{rv, Result};
@@ -18,7 +20,11 @@ pub struct Slot {
     pub id: CK_SLOT_ID,
     pub description: String,
     pub backend: Box<dyn Backend>,
-    login: RwLock<LoginState>,
+    /// Held while the login state changes (a login holds it through the PIN check).
+    login: Mutex<LoginState>,
+    /// The state as last set, for the checks every operation makes: an atomic load, where a
+    /// lock's read count would be written by every thread on every call.
+    login_now: AtomicU8,
     /// Changes at every login and logout, so cached objects read under another login state
     /// are not reused.
     login_epoch: std::sync::atomic::AtomicU64,
@@ -66,7 +72,8 @@ impl Slot {
             id,
             description,
             backend,
-            login: RwLock::new(LoginState::Public),
+            login: Mutex::new(LoginState::Public),
+            login_now: AtomicU8::new(LoginState::Public as u8),
             login_epoch: std::sync::atomic::AtomicU64::new(0),
             mechanisms,
             policy,
@@ -74,16 +81,21 @@ impl Slot {
     }
 
     pub fn login_epoch(&self) -> u64 {
-        self.login_epoch.load(std::sync::atomic::Ordering::Acquire)
+        self.login_epoch.load(Ordering::Acquire)
     }
 
     fn set_login(&self, state: &mut LoginState, new: LoginState) {
         *state = new;
-        self.login_epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.login_now.store(new as u8, Ordering::Release);
+        self.login_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn login_state(&self) -> LoginState {
-        *self.login.read()
+        match self.login_now.load(Ordering::Acquire) {
+            x if x == LoginState::User as u8 => LoginState::User,
+            x if x == LoginState::So as u8 => LoginState::So,
+            _ => LoginState::Public,
+        }
     }
 
     pub fn user_logged_in(&self) -> bool {
@@ -92,7 +104,7 @@ impl Slot {
 
     /// Logs in; the caller has checked the session rules.
     pub fn login(&self, user: UserType, pin: &[u8]) -> Result<()> {
-        let mut state = self.login.write();
+        let mut state = self.login.lock();
         let wanted = match user {
             UserType::User => LoginState::User,
             UserType::So => LoginState::So,
@@ -108,7 +120,7 @@ impl Slot {
     }
 
     pub fn logout(&self) -> Result<()> {
-        let mut state = self.login.write();
+        let mut state = self.login.lock();
         if *state == LoginState::Public {
             return Err(rv(CKR_USER_NOT_LOGGED_IN));
         }
@@ -119,7 +131,7 @@ impl Slot {
 
     /// Ends any login, as when the last session closes.
     pub fn logout_all(&self) {
-        let mut state = self.login.write();
+        let mut state = self.login.lock();
         if *state != LoginState::Public {
             self.backend.logout();
             self.set_login(&mut state, LoginState::Public);
