@@ -106,6 +106,7 @@ enum C {
     Digest,
     Find,
     InitOpen,
+    FirstInfo,
     Login,
     FirstFind,
 }
@@ -181,7 +182,13 @@ const CASES: &[Case] = &[
         what: "C_Initialize + C_OpenSession with N token objects (C_Finalize not timed)",
         bytes: 0,
     },
-    Case { c: C::Login, id: "login", what: "C_Login (user) right after C_Initialize + C_OpenSession", bytes: 0 },
+    Case {
+        c: C::FirstInfo,
+        id: "first-token-info",
+        what: "the first C_GetTokenInfo after C_Initialize + C_OpenSession (the first read of the token)",
+        bytes: 0,
+    },
+    Case { c: C::Login, id: "login", what: "C_Login (user) right after that C_GetTokenInfo", bytes: 0 },
     Case {
         c: C::FirstFind,
         id: "first-find",
@@ -191,7 +198,7 @@ const CASES: &[Case] = &[
 ];
 
 fn is_lifecycle(c: C) -> bool {
-    matches!(c, C::InitOpen | C::Login | C::FirstFind)
+    matches!(c, C::InitOpen | C::FirstInfo | C::Login | C::FirstFind)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -830,7 +837,7 @@ fn variants(m: &mut Module, c: C, nobj: usize) -> Result<Vec<Variant>, Fail> {
                 Ok(())
             }))]
         }
-        C::InitOpen | C::Login | C::FirstFind => unreachable!("lifecycle cases are timed apart"),
+        C::InitOpen | C::FirstInfo | C::Login | C::FirstFind => unreachable!("lifecycle cases are timed apart"),
     })
 }
 
@@ -931,15 +938,19 @@ fn run_raw(op: &RawOp, threads: usize, secs: f64) -> Result<Sample, String> {
 // ---------------------------------------------------------------------------------------------
 // C_Initialize / C_Login cycles
 
-/// One cycle, three timings: `C_Initialize`+`C_OpenSession`, then `C_Login`, then the first
-/// `C_FindObjects*` of one label (what a lazily loading module defers); finalises after.
-fn lifecycle_once(m: &Module, label: &[u8]) -> Result<[Sample; 3], String> {
+/// One cycle, four timings: `C_Initialize`+`C_OpenSession`, then the first `C_GetTokenInfo`
+/// (every application asks before it logs in; a module that opens its store lazily reads it
+/// here first), then `C_Login`, then the first `C_FindObjects*` of one label (what a lazily
+/// loading module defers); finalises after.
+fn lifecycle_once(m: &Module, label: &[u8]) -> Result<[Sample; 4], String> {
     set_env(&m.dir);
     let mut marks = vec![(Instant::now(), thread_cpu().unwrap_or(f64::NAN))];
     let mut mark = || marks.push((Instant::now(), thread_cpu().unwrap_or(f64::NAN)));
     m.ctx.initialize(init_args()).map_err(ck)?;
     let r = (|| {
         let s = m.ctx.open_ro_session(m.slot).map_err(ck)?;
+        mark();
+        m.ctx.get_token_info(m.slot).map_err(ck)?;
         mark();
         s.login(UserType::User, Some(&pin(USER_PIN))).map_err(ck)?;
         mark();
@@ -957,13 +968,13 @@ fn lifecycle_once(m: &Module, label: &[u8]) -> Result<[Sample; 3], String> {
         wall: (marks[i + 1].0 - marks[i].0).as_secs_f64(),
         cpu: marks[i + 1].1 - marks[i].1,
     };
-    Ok([d(0), d(1), d(2)])
+    Ok([d(0), d(1), d(2), d(3)])
 }
 
 /// Repeats the cycle for about `secs` (at least twice) and adds the samples up.
-fn lifecycle(m: &Module, secs: f64, nobj: usize) -> Result<[Sample; 3], String> {
+fn lifecycle(m: &Module, secs: f64, nobj: usize) -> Result<[Sample; 4], String> {
     let start = Instant::now();
-    let mut sum = [Sample { ops: 0, wall: 0.0, cpu: 0.0 }; 3];
+    let mut sum = [Sample { ops: 0, wall: 0.0, cpu: 0.0 }; 4];
     let label = obj_label(nobj / 2);
     while sum[0].ops < 2 || start.elapsed().as_secs_f64() < secs {
         let x = lifecycle_once(m, &label)?;
@@ -1286,11 +1297,12 @@ fn run_loaded(a: &BenchArgs, selected: &[usize], nobj: usize, mods: &mut [Module
                 for &ci in &life {
                     let ri = row_index(&rows, ci, &m.name, 1).expect("row");
                     match &r {
-                        Ok(three) => {
+                        Ok(four) => {
                             let s = match CASES[ci].c {
-                                C::InitOpen => three[0],
-                                C::Login => three[1],
-                                _ => three[2],
+                                C::InitOpen => four[0],
+                                C::FirstInfo => four[1],
+                                C::Login => four[2],
+                                _ => four[3],
                             };
                             eprintln!(
                                 "bench: round {}/{} {:<26} {:<10} 1t {:>12} ops/s",
