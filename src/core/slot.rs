@@ -1,7 +1,7 @@
 //! A slot: one backend, and the login state this process holds on its token.
 
 use cryptoki_sys::*;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -28,6 +28,9 @@ pub struct Slot {
     /// Changes at every login and logout, so cached objects read under another login state
     /// are not reused.
     login_epoch: std::sync::atomic::AtomicU64,
+    /// Sessions open on this slot (counted before a session is added to the table and after
+    /// it left it, so never fewer than the table holds): closing the last one logs out.
+    open_sessions: AtomicUsize,
     /// The mechanisms this slot offers, fixed when the module is initialised.
     pub mechanisms: Vec<CK_MECHANISM_TYPE>,
     pub policy: SlotPolicy,
@@ -74,10 +77,21 @@ impl Slot {
             backend,
             login: Mutex::new(LoginState::Public),
             login_now: AtomicU8::new(LoginState::Public as u8),
+            open_sessions: AtomicUsize::new(0),
             login_epoch: std::sync::atomic::AtomicU64::new(0),
             mechanisms,
             policy,
         }
+    }
+
+    /// Counts a session about to be opened.
+    pub fn session_opening(&self) {
+        self.open_sessions.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts a session closed; true when it was the last one.
+    pub fn session_closed(&self) -> bool {
+        self.open_sessions.fetch_sub(1, Ordering::AcqRel) == 1
     }
 
     pub fn login_epoch(&self) -> u64 {

@@ -72,6 +72,7 @@ impl Module {
         if !read_write && slot.login_state() == LoginState::So {
             return Err(rv(CKR_SESSION_READ_WRITE_SO_EXISTS));
         }
+        slot.session_opening();
         Ok(self.sessions.open(slot_id, read_write))
     }
 
@@ -79,8 +80,11 @@ impl Module {
         let slot_id = self.sessions.close(handle)?;
         let remote = self.objects.drop_session_objects(handle);
         self.remote_session_closed(handle, slot_id, remote);
-        if self.sessions.on_slot(slot_id).is_empty() {
-            self.slot(slot_id)?.logout_all();
+        let slot = self.slot(slot_id)?;
+        // A counter, not a scan of the session table: threads opening and closing sessions
+        // would all read every shard of it.
+        if slot.session_closed() {
+            slot.logout_all();
             self.objects.clear_cache(slot_id);
         }
         Ok(())
@@ -91,6 +95,7 @@ impl Module {
         for (handle, _) in self.sessions.on_slot(slot_id) {
             // A concurrent C_CloseSession may have closed it already.
             if self.sessions.close(handle).is_ok() {
+                slot.session_closed();
                 let remote = self.objects.drop_session_objects(handle);
                 self.remote_session_closed(handle, slot_id, remote);
             }
