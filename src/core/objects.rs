@@ -7,6 +7,7 @@ use std::sync::Arc;
 use cryptoki_sys::*;
 
 use super::HandleMap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::{Mutex, RwLock};
 
 use super::slot::{LoginState, Slot};
@@ -19,8 +20,10 @@ use crate::object::{AttrRead, AttributeTemplate, Object};
 
 #[derive(Clone)]
 enum Location {
-    Session { owner: CK_SESSION_HANDLE, object: Arc<RwLock<Arc<Object>>> },
-    Token { id: ObjectId, cache: Arc<Mutex<Option<CachedObject>>> },
+    // Every key operation reads these; `ArcSwap` reads write nothing shared, so threads
+    // using one key do not contend here.
+    Session { owner: CK_SESSION_HANDLE, object: Arc<ArcSwap<Object>> },
+    Token { id: ObjectId, cache: Arc<ArcSwapOption<CachedObject>> },
     /// An object a remote backend keeps (token or session object); `owner` is the keyfront
     /// session that created it, when it is a session object.
     Remote { id: ObjectId, owner: Option<CK_SESSION_HANDLE> },
@@ -83,7 +86,7 @@ impl ObjectTable {
         }
         let handle = self.allocate();
         handles.insert((slot_id, id), handle);
-        let location = Location::Token { id, cache: Arc::new(Mutex::new(None)) };
+        let location = Location::Token { id, cache: Arc::new(ArcSwapOption::empty()) };
         self.entries.write().insert(handle, Entry { slot_id, location });
         handle
     }
@@ -108,10 +111,12 @@ impl ObjectTable {
 
     /// The remote object behind `handle`, if it is one on `slot_id`.
     pub(super) fn remote(&self, slot_id: CK_SLOT_ID, handle: CK_OBJECT_HANDLE) -> Result<Option<ObjectId>> {
-        match self.entry(handle) {
+        // Read in place: every key operation asks, and a copy of the entry would write the
+        // reference counts of its object.
+        match self.entries.read().get(&handle) {
             None => Err(rv(CKR_OBJECT_HANDLE_INVALID)),
             Some(e) if e.slot_id != slot_id => Err(rv(CKR_OBJECT_HANDLE_INVALID)),
-            Some(Entry { location: Location::Remote { id, .. }, .. }) => Ok(Some(id)),
+            Some(Entry { location: Location::Remote { id, .. }, .. }) => Ok(Some(*id)),
             Some(_) => Ok(None),
         }
     }
@@ -122,14 +127,45 @@ impl ObjectTable {
 
     fn add_session_object(&self, slot_id: CK_SLOT_ID, owner: CK_SESSION_HANDLE, object: Object) -> CK_OBJECT_HANDLE {
         let handle = self.allocate();
-        let location = Location::Session { owner, object: Arc::new(RwLock::new(Arc::new(object))) };
+        let location = Location::Session { owner, object: Arc::new(ArcSwap::from_pointee(object)) };
         self.entries.write().insert(handle, Entry { slot_id, location });
         self.owned.lock().entry(owner).or_default().push(handle);
         handle
     }
 
-    fn entry(&self, handle: CK_OBJECT_HANDLE) -> Option<Entry> {
-        self.entries.read().get(&handle).cloned()
+    /// Where the object behind `handle` is, if it is on `slot_id`: a session object is
+    /// read on the spot, without copying the entry (whose reference counts all threads
+    /// using the object would share).
+    fn locate(&self, handle: CK_OBJECT_HANDLE, slot_id: CK_SLOT_ID) -> Result<Located> {
+        let entries = self.entries.read();
+        match entries.get(&handle) {
+            Some(e) if e.slot_id == slot_id => Ok(match &e.location {
+                Location::Session { object, .. } => Located::Session(object.load_full()),
+                Location::Token { id, .. } => Located::Token(*id),
+                Location::Remote { .. } => Located::Remote,
+            }),
+            _ => Err(rv(CKR_OBJECT_HANDLE_INVALID)),
+        }
+    }
+
+    /// A token object's cached value if `fresh` accepts it; otherwise its cache, to fill.
+    fn cached(&self, handle: CK_OBJECT_HANDLE, fresh: impl Fn(&CachedObject) -> bool) -> Result<std::result::Result<Arc<Object>, TokenCache>> {
+        let entries = self.entries.read();
+        match entries.get(&handle).map(|e| &e.location) {
+            Some(Location::Token { cache, .. }) => Ok(match &*cache.load() {
+                Some(c) if fresh(c) => Ok(c.object.clone()),
+                _ => Err(cache.clone()),
+            }),
+            _ => Err(rv(CKR_OBJECT_HANDLE_INVALID)),
+        }
+    }
+
+    /// A session object's cell, to replace its value.
+    fn session_cell(&self, handle: CK_OBJECT_HANDLE) -> Option<Arc<ArcSwap<Object>>> {
+        match self.entries.read().get(&handle).map(|e| &e.location) {
+            Some(Location::Session { object, .. }) => Some(object.clone()),
+            _ => None,
+        }
     }
 
     fn forget(&self, handle: CK_OBJECT_HANDLE) {
@@ -171,7 +207,7 @@ impl ObjectTable {
     pub fn clear_cache(&self, slot_id: CK_SLOT_ID) {
         for entry in self.entries.read().values() {
             if let (true, Location::Token { cache, .. }) = (entry.slot_id == slot_id, &entry.location) {
-                *cache.lock() = None;
+                cache.store(None);
             }
         }
     }
@@ -184,24 +220,31 @@ impl ObjectTable {
 }
 
 
+type TokenCache = Arc<ArcSwapOption<CachedObject>>;
+
+/// What `ObjectTable::locate` found.
+enum Located {
+    Session(Arc<Object>),
+    Token(ObjectId),
+    Remote,
+}
+
 /// An object found by handle, visible to the session that asked.
 pub(super) struct Found {
     handle: CK_OBJECT_HANDLE,
-    entry: Entry,
+    /// The backend's id, for a token object.
+    token: Option<ObjectId>,
     pub object: Arc<Object>,
 }
 
 impl Found {
     pub fn is_token(&self) -> bool {
-        matches!(self.entry.location, Location::Token { .. })
+        self.token.is_some()
     }
 
     /// The backend's id of a token object.
     pub fn token_id(&self) -> Option<ObjectId> {
-        match self.entry.location {
-            Location::Token { id, .. } => Some(id),
-            _ => None,
-        }
+        self.token
     }
 }
 
@@ -213,15 +256,11 @@ impl Module {
     /// Looks an object up for `session`; invisible and foreign objects are
     /// `CKR_OBJECT_HANDLE_INVALID`. Secret attributes are read only with `with_secrets`.
     pub(super) fn find_object(&self, session: &Session, handle: CK_OBJECT_HANDLE, with_secrets: bool) -> Result<Found> {
-        let entry = self.objects.entry(handle).ok_or(rv(CKR_OBJECT_HANDLE_INVALID))?;
-        if entry.slot_id != session.slot_id {
-            return Err(rv(CKR_OBJECT_HANDLE_INVALID));
-        }
-        let slot = self.slot(entry.slot_id)?;
-        let object = match &entry.location {
-            Location::Session { object, .. } => object.read().clone(),
-            Location::Token { id, cache } => match self.read_token_object(slot, *id, cache, with_secrets) {
-                Ok(o) => o,
+        let slot = self.slot(session.slot_id)?;
+        let (token, object) = match self.objects.locate(handle, session.slot_id)? {
+            Located::Session(object) => (None, object),
+            Located::Token(id) => match self.read_token_object(slot, handle, id, with_secrets) {
+                Ok(o) => (Some(id), o),
                 Err(e) if e.rv() == CKR_OBJECT_HANDLE_INVALID => {
                     // Destroyed by another process.
                     self.objects.forget(handle);
@@ -230,25 +269,27 @@ impl Module {
                 Err(e) => return Err(e),
             },
             // Remote objects are never read here: the remote paths take them first.
-            Location::Remote { .. } => return Err(rv(CKR_FUNCTION_NOT_SUPPORTED)),
+            Located::Remote => return Err(rv(CKR_FUNCTION_NOT_SUPPORTED)),
         };
         if object.is_private() && !slot.user_logged_in() {
             return Err(rv(CKR_OBJECT_HANDLE_INVALID));
         }
-        Ok(Found { handle, entry, object })
+        Ok(Found { handle, token, object })
     }
 
-    fn read_token_object(&self, slot: &Slot, id: ObjectId, cache: &Mutex<Option<CachedObject>>, with_secrets: bool) -> Result<Arc<Object>> {
+    /// A token object as cached while the token has not changed and the login state is the
+    /// same; else read from the backend. Two threads missing at once both read; either
+    /// result is current.
+    fn read_token_object(&self, slot: &Slot, handle: CK_OBJECT_HANDLE, id: ObjectId, with_secrets: bool) -> Result<Arc<Object>> {
         let generation = slot.backend.generation()?;
         let login_epoch = slot.login_epoch();
-        let mut cached = cache.lock();
-        if let Some(c) = cached.as_ref() {
-            if c.generation == generation && c.login_epoch == login_epoch && (c.with_secrets || !with_secrets) {
-                return Ok(c.object.clone());
-            }
-        }
+        let fresh = |c: &CachedObject| c.generation == generation && c.login_epoch == login_epoch && (c.with_secrets || !with_secrets);
+        let cache = match self.objects.cached(handle, fresh)? {
+            Ok(object) => return Ok(object),
+            Err(cache) => cache,
+        };
         let object = Arc::new(slot.backend.read_object(id, with_secrets)?);
-        *cached = Some(CachedObject { generation, login_epoch, with_secrets, object: object.clone() });
+        cache.store(Some(Arc::new(CachedObject { generation, login_epoch, with_secrets, object: object.clone() })));
         Ok(object)
     }
 
@@ -321,7 +362,7 @@ impl Module {
         let slot = self.slot(session.slot_id)?;
         let found = self.find_object(session, handle, false)?;
         self.check_writable(session, slot, found.is_token(), found.object.is_private())?;
-        if let Location::Token { id, .. } = found.entry.location {
+        if let Some(id) = found.token {
             slot.backend.destroy_object(id)?;
         }
         self.objects.forget(found.handle);
@@ -380,21 +421,22 @@ impl Module {
         let found = self.find_object(&session, handle, false)?;
         self.check_writable(&session, slot, found.is_token(), found.object.is_private())?;
         let changed = policy::set_attributes(&found.object, template, Self::caller(slot))?;
-        match &found.entry.location {
-            Location::Session { object, .. } => {
+        match found.token {
+            None => {
                 // Session objects hold their secrets in memory; keep them.
-                let mut stored = object.write();
-                let mut updated = Object::clone(&stored);
-                for (ty, value) in template.iter() {
-                    updated.set(ty, value.to_vec());
-                }
-                *stored = Arc::new(updated);
+                let cell = self.objects.session_cell(handle).ok_or(rv(CKR_OBJECT_HANDLE_INVALID))?;
+                cell.rcu(|stored| {
+                    let mut updated = Object::clone(stored);
+                    for (ty, value) in template.iter() {
+                        updated.set(ty, value.to_vec());
+                    }
+                    updated
+                });
             }
-            Location::Token { id, .. } => {
+            Some(id) => {
                 let types: Vec<_> = template.iter().map(|(t, _)| t).collect();
-                slot.backend.update_object(*id, &changed, &types)?;
+                slot.backend.update_object(id, &changed, &types)?;
             }
-            Location::Remote { .. } => return Err(rv(CKR_FUNCTION_NOT_SUPPORTED)),
         }
         Ok(())
     }
@@ -420,7 +462,7 @@ impl Module {
                 .filter(|(_, e)| e.slot_id == slot.id)
                 .filter_map(|(h, e)| match &e.location {
                     Location::Session { object, .. } => {
-                        let o = object.read();
+                        let o = object.load();
                         ((user || !o.is_private()) && o.matches(template)).then_some(*h)
                     }
                     Location::Token { .. } | Location::Remote { .. } => None,
