@@ -149,12 +149,12 @@ impl ObjectTable {
     }
 
     /// A token object's cached value if `fresh` accepts it; otherwise its cache, to fill.
-    fn cached(&self, handle: CK_OBJECT_HANDLE, fresh: impl Fn(&CachedObject) -> bool) -> Result<std::result::Result<Arc<Object>, TokenCache>> {
+    fn cached(&self, handle: CK_OBJECT_HANDLE, fresh: impl Fn(&CachedObject) -> bool) -> Result<Cached> {
         let entries = self.entries.read();
         match entries.get(&handle).map(|e| &e.location) {
             Some(Location::Token { cache, .. }) => Ok(match &*cache.load() {
-                Some(c) if fresh(c) => Ok(c.object.clone()),
-                _ => Err(cache.clone()),
+                Some(c) if fresh(c) => Cached::Fresh(c.object.clone()),
+                _ => Cached::Stale(cache.clone()),
             }),
             _ => Err(rv(CKR_OBJECT_HANDLE_INVALID)),
         }
@@ -220,7 +220,11 @@ impl ObjectTable {
 }
 
 
-type TokenCache = Arc<ArcSwapOption<CachedObject>>;
+/// What `ObjectTable::cached` found: the object, or the cache to fill.
+enum Cached {
+    Fresh(Arc<Object>),
+    Stale(Arc<ArcSwapOption<CachedObject>>),
+}
 
 /// What `ObjectTable::locate` found.
 enum Located {
@@ -285,8 +289,8 @@ impl Module {
         let login_epoch = slot.login_epoch();
         let fresh = |c: &CachedObject| c.generation == generation && c.login_epoch == login_epoch && (c.with_secrets || !with_secrets);
         let cache = match self.objects.cached(handle, fresh)? {
-            Ok(object) => return Ok(object),
-            Err(cache) => cache,
+            Cached::Fresh(object) => return Ok(object),
+            Cached::Stale(cache) => cache,
         };
         let object = Arc::new(slot.backend.read_object(id, with_secrets)?);
         cache.store(Some(Arc::new(CachedObject { generation, login_epoch, with_secrets, object: object.clone() })));

@@ -21,10 +21,10 @@ pub struct Slot {
     pub description: String,
     pub backend: Box<dyn Backend>,
     /// Held while the login state changes (a login holds it through the PIN check).
-    login: Mutex<LoginState>,
-    /// The state as last set, for the checks every operation makes: an atomic load, where a
-    /// lock's read count would be written by every thread on every call.
-    login_now: AtomicU8,
+    changing_login: Mutex<()>,
+    /// The login state (a `LoginState` as u8): read by every operation with an atomic load,
+    /// where a lock's read count would be written by every thread on every call.
+    login: AtomicU8,
     /// Changes at every login and logout, so cached objects read under another login state
     /// are not reused.
     login_epoch: std::sync::atomic::AtomicU64,
@@ -75,8 +75,8 @@ impl Slot {
             id,
             description,
             backend,
-            login: Mutex::new(LoginState::Public),
-            login_now: AtomicU8::new(LoginState::Public as u8),
+            changing_login: Mutex::new(()),
+            login: AtomicU8::new(LoginState::Public as u8),
             open_sessions: AtomicUsize::new(0),
             login_epoch: std::sync::atomic::AtomicU64::new(0),
             mechanisms,
@@ -98,14 +98,14 @@ impl Slot {
         self.login_epoch.load(Ordering::Acquire)
     }
 
-    fn set_login(&self, state: &mut LoginState, new: LoginState) {
-        *state = new;
-        self.login_now.store(new as u8, Ordering::Release);
+    /// Sets the state; the caller holds `changing_login`.
+    fn set_login(&self, new: LoginState) {
+        self.login.store(new as u8, Ordering::Release);
         self.login_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn login_state(&self) -> LoginState {
-        match self.login_now.load(Ordering::Acquire) {
+        match self.login.load(Ordering::Acquire) {
             x if x == LoginState::User as u8 => LoginState::User,
             x if x == LoginState::So as u8 => LoginState::So,
             _ => LoginState::Public,
@@ -118,37 +118,37 @@ impl Slot {
 
     /// Logs in; the caller has checked the session rules.
     pub fn login(&self, user: UserType, pin: &[u8]) -> Result<()> {
-        let mut state = self.login.lock();
+        let _changing = self.changing_login.lock();
         let wanted = match user {
             UserType::User => LoginState::User,
             UserType::So => LoginState::So,
         };
-        match *state {
+        match self.login_state() {
             LoginState::Public => {}
             s if s == wanted => return Err(rv(CKR_USER_ALREADY_LOGGED_IN)),
             _ => return Err(rv(CKR_USER_ANOTHER_ALREADY_LOGGED_IN)),
         }
         self.backend.login(user, pin)?;
-        self.set_login(&mut state, wanted);
+        self.set_login(wanted);
         Ok(())
     }
 
     pub fn logout(&self) -> Result<()> {
-        let mut state = self.login.lock();
-        if *state == LoginState::Public {
+        let _changing = self.changing_login.lock();
+        if self.login_state() == LoginState::Public {
             return Err(rv(CKR_USER_NOT_LOGGED_IN));
         }
         self.backend.logout();
-        self.set_login(&mut state, LoginState::Public);
+        self.set_login(LoginState::Public);
         Ok(())
     }
 
     /// Ends any login, as when the last session closes.
     pub fn logout_all(&self) {
-        let mut state = self.login.lock();
-        if *state != LoginState::Public {
+        let _changing = self.changing_login.lock();
+        if self.login_state() != LoginState::Public {
             self.backend.logout();
-            self.set_login(&mut state, LoginState::Public);
+            self.set_login(LoginState::Public);
         }
     }
 }

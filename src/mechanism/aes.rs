@@ -413,6 +413,20 @@ where
     fn with(aead: AesGcm<E, U12, T>, iv: [u8; 12], aad: Vec<u8>, encrypt: bool) -> Self {
         Self { aead, iv: Array::from(iv), aad, buf: Secret::default(), encrypt }
     }
+
+    /// Encrypts `data` in place; returns the tag.
+    fn seal(&self, data: &mut [u8]) -> Result<Array<u8, T>> {
+        self.aead.encrypt_inout_detached(&self.iv, &self.aad, data.into()).map_err(|_| rv(CKR_DATA_LEN_RANGE))
+    }
+
+    /// Decrypts `data` in place if `tag` verifies; on a bad tag nothing is decrypted and
+    /// `data` still holds the ciphertext.
+    fn open(&self, data: &mut [u8], tag: &[u8]) -> Result<()> {
+        let tag = Array::<u8, T>::try_from(tag).map_err(|_| rv(CKR_ENCRYPTED_DATA_LEN_RANGE))?;
+        self.aead
+            .decrypt_inout_detached(&self.iv, &self.aad, data.into(), &tag)
+            .map_err(|_| rv(CKR_ENCRYPTED_DATA_INVALID))
+    }
 }
 
 impl<E, T> Cipher for Gcm<E, T>
@@ -431,23 +445,15 @@ where
     fn finish(&mut self) -> Result<Secret> {
         let mut buf = std::mem::take(&mut self.buf);
         if self.encrypt {
-            let tag = self
-                .aead
-                .encrypt_inout_detached(&self.iv, &self.aad, buf.as_mut_slice().into())
-                .map_err(|_| rv(CKR_DATA_LEN_RANGE))?;
+            let tag = self.seal(&mut buf)?;
             buf.extend_from_slice(&tag);
-            Ok(buf)
         } else {
             let len = buf.len().checked_sub(T::USIZE).ok_or(rv(CKR_ENCRYPTED_DATA_LEN_RANGE))?;
             let (data, tag) = buf.split_at_mut(len);
-            let tag = Array::<u8, T>::try_from(&*tag).expect("tag length");
-            // On a bad tag nothing is decrypted: the buffer still holds ciphertext.
-            self.aead
-                .decrypt_inout_detached(&self.iv, &self.aad, data.into(), &tag)
-                .map_err(|_| rv(CKR_ENCRYPTED_DATA_INVALID))?;
+            self.open(data, tag)?;
             buf.truncate(len);
-            Ok(buf)
         }
+        Ok(buf)
     }
 
     fn once_len(&self, input_len: usize) -> Option<usize> {
@@ -466,19 +472,11 @@ where
         if self.encrypt {
             let (data, tag_out) = out.split_at_mut(input.len());
             data.copy_from_slice(input);
-            let tag = self
-                .aead
-                .encrypt_inout_detached(&self.iv, &self.aad, data.into())
-                .map_err(|_| rv(CKR_DATA_LEN_RANGE))?;
-            tag_out.copy_from_slice(&tag);
+            tag_out.copy_from_slice(&self.seal(data)?);
         } else {
             let (data, tag) = input.split_at(out.len());
-            let tag = Array::<u8, T>::try_from(tag).map_err(|_| rv(CKR_ENCRYPTED_DATA_LEN_RANGE))?;
             out.copy_from_slice(data);
-            // On a bad tag nothing is decrypted: `out` holds the ciphertext.
-            self.aead
-                .decrypt_inout_detached(&self.iv, &self.aad, out.into(), &tag)
-                .map_err(|_| rv(CKR_ENCRYPTED_DATA_INVALID))?;
+            self.open(out, tag)?;
         }
         Ok(())
     }
