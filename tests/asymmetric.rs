@@ -897,6 +897,105 @@ fn rsa_3072_generation_and_pkcs8_export() {
     close(s).unwrap();
 }
 
+/// RSA-4096 with a public exponent other than the default: the template's CKA_PUBLIC_EXPONENT
+/// is the key's (openssl reads 17 from the SubjectPublicKeyInfo), and the key signs.
+#[test]
+fn rsa_4096_generation_with_exponent_17() {
+    let o = Ossl::new();
+    let s = user_session(fx().token());
+    let (public, private) = gen_pair(
+        s,
+        &Mech::new(CKM_RSA_PKCS_KEY_PAIR_GEN),
+        &[au(CKA_MODULUS_BITS, 4096), av(CKA_PUBLIC_EXPONENT, [0x11]), av(CKA_LABEL, "rsa-4096-e17")],
+        &[ab(CKA_SENSITIVE, true)],
+    )
+    .expect("RSA-4096 generation with e = 17");
+    assert_eq!(get_ulong(s, public, CKA_MODULUS_BITS).unwrap(), 4096);
+    let n = get_attr(s, public, CKA_MODULUS).unwrap();
+    assert_eq!(n.len(), 512);
+    assert!(n[0] & 0x80 != 0, "4096-bit modulus has its top bit set");
+    for h in [public, private] {
+        assert_eq!(trim_zeros(&get_attr(s, h, CKA_PUBLIC_EXPONENT).unwrap()), &[0x11]);
+    }
+    let pem = o.public_pem("rsa4096", &spki_of(s, public));
+    let text = String::from_utf8(o.run(&["rsa", "-pubin", "-in", &pem, "-noout", "-text"])).unwrap();
+    assert!(text.contains("Public-Key: (4096 bit)") && text.contains("Exponent: 17 (0x11)"), "{text}");
+    let sig = sign(s, &Mech::new(CKM_SHA256_RSA_PKCS), private, MSG).unwrap();
+    assert_eq!(sig.len(), 512);
+    o.put("msg", MSG);
+    o.put("sig", &sig);
+    o.run(&["dgst", "-sha256", "-verify", &pem, "-signature", "sig", "msg"]);
+    close(s).unwrap();
+}
+
+/// PKCS#1 v1.5 decryption rejects bad padding implicitly: C_Decrypt of a ciphertext whose
+/// padding is invalid returns CKR_OK and a pseudo-random message fixed by the key and the
+/// ciphertext, and C_UnwrapKey answers such a blob with no code a well-padded payload could
+/// not also get (docs/security.md, "RSA PKCS#1 v1.5 decryption").
+#[test]
+fn pkcs1v15_implicit_rejection() {
+    let o = Ossl::new();
+    let (f, s) = rsa_session(&o);
+    if backend().is_forwarded() {
+        skip_note("SoftHSM2 2.6 rejects bad PKCS#1 v1.5 padding with an error, not implicitly");
+        close(s).unwrap();
+        return;
+    }
+    let pkcs1 = Mech::new(CKM_RSA_PKCS);
+    // Ciphertexts whose PKCS#1 v1.5 encryption padding is wrong, made with raw RSA: block
+    // type 1 (signature padding); a zero after only three padding bytes; no zero separator at
+    // all. And n - 1, which decrypts to itself ((-1)^d, d odd): a non-zero first byte.
+    let x509 = Mech::new(CKM_RSA_X_509);
+    let mut bad = vec![];
+    for (first, zero_at) in [([0u8, 1], None), ([0, 2], Some(5)), ([0, 2], None)] {
+        let mut block = vec![0xa5u8 ^ bad.len() as u8; 256];
+        block[..2].copy_from_slice(&first);
+        if let Some(i) = zero_at {
+            block[i] = 0;
+        }
+        bad.push(encrypt(s, &x509, f.public, &block).unwrap());
+    }
+    let mut n_minus_1 = get_attr(s, f.public, CKA_MODULUS).unwrap();
+    *n_minus_1.last_mut().unwrap() -= 1;
+    bad.push(n_minus_1);
+
+    let mut messages = vec![];
+    for c in &bad {
+        let m = decrypt(s, &pkcs1, f.private, c).expect("bad padding is rejected implicitly: CKR_OK");
+        assert!(m.len() <= 245, "a synthetic message fits the padding: {} bytes", m.len());
+        assert_eq!(decrypt(s, &pkcs1, f.private, c).unwrap(), m, "the same ciphertext gives the same message");
+        messages.push(m);
+    }
+    messages.dedup();
+    assert_eq!(messages.len(), bad.len(), "different ciphertexts give different messages");
+
+    // Unwrapping: a blob with bad padding gets a code a well-padded payload gets too.
+    let unwrap_code = |blob: &[u8], tmpl: &[Attr]| match unwrap(s, &pkcs1, f.private, blob, tmpl) {
+        Ok(h) => {
+            destroy(s, h).unwrap();
+            CKR_OK
+        }
+        Err(Ck(rv)) => rv,
+    };
+    let secret = |key_type| vec![au(CKA_CLASS, CKO_SECRET_KEY), au(CKA_KEY_TYPE, key_type), ab(CKA_TOKEN, false)];
+    let aes_17 = unwrap_code(&encrypt(s, &pkcs1, f.public, &[7; 17]).unwrap(), &secret(CKK_AES));
+    assert_eq!(aes_17, CKR_ATTRIBUTE_VALUE_INVALID, "a 17-byte AES key");
+    let generic_empty = unwrap_code(&encrypt(s, &pkcs1, f.public, b"").unwrap(), &secret(CKK_GENERIC_SECRET));
+    assert_ne!(generic_empty, CKR_OK, "an empty generic secret");
+    let mut generic_ok = 0;
+    for c in &bad {
+        let aes = unwrap_code(c, &secret(CKK_AES));
+        assert!(aes == CKR_OK || aes == aes_17, "AES unwrap of a badly padded blob: {}", rv_name(aes));
+        let generic = unwrap_code(c, &secret(CKK_GENERIC_SECRET));
+        assert!(generic == CKR_OK || generic == generic_empty, "generic unwrap of a badly padded blob: {}", rv_name(generic));
+        generic_ok += (generic == CKR_OK) as usize;
+    }
+    // Each synthetic length is 0 with probability 1/246: all four being empty means the
+    // blobs were refused, not rejected implicitly.
+    assert!(generic_ok > 0, "no badly padded blob unwrapped to a generic secret");
+    close(s).unwrap();
+}
+
 // =============================================================================================
 // RSA: signatures
 

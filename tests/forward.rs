@@ -42,6 +42,10 @@ const POOL: CK_SLOT_ID = 8;
 const POOL_MAX_SESSIONS: usize = 3;
 /// SoftHSM2 token "fwd-init": initialised again through keyfront.
 const INIT: CK_SLOT_ID = 9;
+/// SoftHSM2 token "fwd-nopkcs1" with `rsa_pkcs1v15_decrypt = false`.
+const NO_PKCS1: CK_SLOT_ID = 10;
+/// A soft slot with `rsa_pkcs1v15_decrypt = false`, beside it for comparison.
+const SOFT_NO_PKCS1: CK_SLOT_ID = 11;
 
 const STRICT_ALLOW: &[CK_MECHANISM_TYPE] = &[CKM_AES_KEY_GEN, CKM_AES_GCM, CKM_EC_KEY_PAIR_GEN, CKM_ECDSA];
 
@@ -139,7 +143,7 @@ fn fwd() -> Option<&'static Fwd> {
             )
             .unwrap();
             std::env::set_var("SOFTHSM2_CONF", &softhsm_conf);
-            for label in ["fwd", "fwd-strict", "fwd-kill", "fwd-cross", "fwd-pool", "fwd-init"] {
+            for label in ["fwd", "fwd-strict", "fwd-kill", "fwd-cross", "fwd-pool", "fwd-init", "fwd-nopkcs1"] {
                 new_token(&softhsm_conf, label);
             }
             let mut config = slot_toml(&dir.join("soft.db"), "soft", Some(SOFT));
@@ -156,6 +160,9 @@ fn fwd() -> Option<&'static Fwd> {
             config += &pkcs11_slot(CROSS, SOFTHSM, "fwd-cross", "");
             config += &pkcs11_slot(INIT, SOFTHSM, "fwd-init", "");
             config += &pkcs11_slot(POOL, SOFTHSM, "fwd-pool", &format!("max_sessions = {POOL_MAX_SESSIONS}\n"));
+            config += &pkcs11_slot(NO_PKCS1, SOFTHSM, "fwd-nopkcs1", "rsa_pkcs1v15_decrypt = false\n");
+            config += &slot_toml(&dir.join("soft-nopkcs1.db"), "soft-nopkcs1", Some(SOFT_NO_PKCS1))
+                .replace("\n\n", "\nrsa_pkcs1v15_decrypt = false\n\n");
             let nss_missing = match nss_db(&dir) {
                 Ok(init) => {
                     config += &pkcs11_slot(NSS_SLOT, NSS, "NSS Certificate DB", &format!("init_args = {init:?}\n"));
@@ -173,6 +180,7 @@ fn fwd() -> Option<&'static Fwd> {
             unsafe { libc::atexit(remove_dir) };
             let p11 = load_and_init();
             setup_token(SOFT, "soft");
+            setup_token(SOFT_NO_PKCS1, "soft-nopkcs1");
             // Never finalised: statics are not dropped (the vendor is finalised with the
             // process).
             std::mem::forget(p11);
@@ -479,6 +487,49 @@ fn allow_list_and_deny_extractable() {
     // Other objects are not keys: untouched.
     let data = create(s, &data_tmpl("strict-data", &[])).unwrap();
     set_attrs(s, data, &[av(CKA_LABEL, "strict-data-2")]).unwrap();
+    close(s).unwrap();
+}
+
+/// `rsa_pkcs1v15_decrypt = false` holds on a forwarded slot as on a soft one: the vendor's
+/// PKCS#1 v1.5 decryption (SoftHSM2 answers bad padding with an error: an oracle) and raw
+/// RSA private-key operations are never reached; OAEP, signing and encryption stay.
+#[test]
+fn pkcs1v15_decryption_refused_by_slot_policy() {
+    fixture!();
+    let pkcs1 = Mech::new(CKM_RSA_PKCS);
+    let raw = Mech::new(CKM_RSA_X_509);
+    let oaep = Mech::bytes(CKM_RSA_PKCS_OAEP, &ulongs(&[CKM_SHA_1, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, 0, 0]));
+    let secret = [au(CKA_CLASS, CKO_SECRET_KEY), au(CKA_KEY_TYPE, CKK_GENERIC_SECRET), ab(CKA_TOKEN, false)];
+    for (slot, s) in [(NO_PKCS1, vendor_login(NO_PKCS1)), (SOFT_NO_PKCS1, user_session(SOFT_NO_PKCS1))] {
+        let info = mechanism_info(slot, CKM_RSA_PKCS).unwrap();
+        assert_eq!(info.flags & (CKF_DECRYPT | CKF_UNWRAP), 0, "slot {slot}: {:#x}", info.flags);
+        let kept = CKF_ENCRYPT | CKF_SIGN | CKF_VERIFY;
+        assert_eq!(info.flags & kept, kept, "slot {slot}: {:#x}", info.flags);
+        let info = mechanism_info(slot, CKM_RSA_X_509).unwrap();
+        assert_eq!(info.flags & (CKF_DECRYPT | CKF_UNWRAP | CKF_SIGN), 0, "slot {slot}: {:#x}", info.flags);
+        assert_ne!(info.flags & CKF_ENCRYPT, 0, "slot {slot}: {:#x}", info.flags);
+
+        let (public, private) = rsa_pair(s, "nopkcs1");
+        let ct = encrypt(s, &pkcs1, public, b"a padding oracle").unwrap();
+        expect_rv(decrypt_init(s, &pkcs1, private), CKR_MECHANISM_INVALID);
+        expect_rv(decrypt_init(s, &raw, private), CKR_MECHANISM_INVALID);
+        expect_rv(sign_init(s, &raw, private), CKR_MECHANISM_INVALID);
+        expect_rv(unwrap(s, &pkcs1, private, &ct, &secret), CKR_MECHANISM_INVALID);
+        expect_rv(unwrap(s, &raw, private, &ct, &secret), CKR_MECHANISM_INVALID);
+        // The refusals left nothing active.
+        let ct = encrypt(s, &oaep, public, b"fine").unwrap();
+        assert_eq!(decrypt(s, &oaep, private, &ct).unwrap(), b"fine");
+        let sha256_rsa = Mech::new(CKM_SHA256_RSA_PKCS);
+        let sig = sign(s, &sha256_rsa, private, b"signed").unwrap();
+        verify(s, &sha256_rsa, public, b"signed", &sig).unwrap();
+        close(s).unwrap();
+    }
+    // The same vendor token behind a slot with the default policy decrypts.
+    let s = vendor_login(FWD);
+    assert_eq!(mechanism_info(FWD, CKM_RSA_PKCS).unwrap().flags & CKF_DECRYPT, CKF_DECRYPT);
+    let (public, private) = rsa_pair(s, "pkcs1");
+    let ct = encrypt(s, &pkcs1, public, b"allowed here").unwrap();
+    assert_eq!(decrypt(s, &pkcs1, private, &ct).unwrap(), b"allowed here");
     close(s).unwrap();
 }
 

@@ -39,9 +39,25 @@ pub struct Slot {
 /// What a slot's configuration allows beyond the token's own rules.
 #[derive(Clone, Debug)]
 pub struct SlotPolicy {
-    /// `CKM_RSA_PKCS` decryption and unwrapping. keyfront's is constant-time with implicit
-    /// rejection, but the scheme is a padding oracle by design: a slot may refuse it.
+    /// `CKM_RSA_PKCS` decryption and unwrapping (and raw RSA private-key operations).
+    /// keyfront's is constant-time with implicit rejection, but the scheme is a padding
+    /// oracle by design, and a vendor behind a forwarding slot may not even reject
+    /// implicitly: a slot may refuse it.
     pub rsa_pkcs1v15_decrypt: bool,
+}
+
+impl SlotPolicy {
+    /// The functions of `kind` this policy turns off, whichever backend would do them.
+    pub fn refused_flags(&self, kind: CK_MECHANISM_TYPE) -> CK_FLAGS {
+        match kind {
+            // Raw RSA hands back the whole decrypted block, padding included: an application
+            // that checks PKCS#1 v1.5 padding itself rebuilds the oracle, so the switch covers
+            // the raw private-key operation (decrypt, unwrap and its signing twin) too.
+            CKM_RSA_PKCS if !self.rsa_pkcs1v15_decrypt => CKF_DECRYPT | CKF_UNWRAP,
+            CKM_RSA_X_509 if !self.rsa_pkcs1v15_decrypt => CKF_DECRYPT | CKF_UNWRAP | CKF_SIGN,
+            _ => 0,
+        }
+    }
 }
 
 impl Default for SlotPolicy {

@@ -42,13 +42,8 @@ impl Module {
         if !slot.mechanisms.contains(&kind) {
             return Err(rv(CKR_MECHANISM_INVALID));
         }
-        if slot.backend.is_remote() {
-            return Self::remote_mechanism_info(slot, kind);
-        }
-        let mut entry = *mechanism::entry(kind)?;
-        if kind == CKM_RSA_PKCS && !slot.policy.rsa_pkcs1v15_decrypt {
-            entry.flags &= !(CKF_DECRYPT | CKF_UNWRAP);
-        }
+        let mut entry = if slot.backend.is_remote() { Self::remote_mechanism_info(slot, kind)? } else { *mechanism::entry(kind)? };
+        entry.flags &= !slot.policy.refused_flags(kind);
         Ok(entry)
     }
 
