@@ -264,7 +264,9 @@ impl Signer for RsaSigner {
 #[derive(Clone)]
 enum CipherScheme {
     Pkcs1,
-    Oaep { hash: HashAlg, label: Vec<u8> },
+    /// `mgf` may differ from `hash`: PKCS#11 allows any pair, and some platforms pair
+    /// SHA-256 with MGF1-SHA-1 (Java's and Android's `OAEPWithSHA-256AndMGF1Padding`).
+    Oaep { hash: HashAlg, mgf: HashAlg, label: Vec<u8> },
     X509,
 }
 
@@ -291,13 +293,11 @@ pub fn cipher(mechanism: &Mechanism, key: &Object, encrypt: bool) -> Result<Box<
                 return Err(rv(CKR_MECHANISM_PARAM_INVALID));
             };
             let hash = HashAlg::from_mechanism(p.hash).ok_or(rv(CKR_MECHANISM_PARAM_INVALID))?;
-            if HashAlg::from_mgf(p.mgf) != Some(hash) {
-                return Err(rv(CKR_MECHANISM_PARAM_INVALID));
-            }
+            let mgf = HashAlg::from_mgf(p.mgf).ok_or(rv(CKR_MECHANISM_PARAM_INVALID))?;
             if key.size() < 2 * hash.len() + 2 {
                 return Err(rv(CKR_KEY_SIZE_RANGE));
             }
-            CipherScheme::Oaep { hash, label: p.label.clone() }
+            CipherScheme::Oaep { hash, mgf, label: p.label.clone() }
         }
         _ => return Err(rv(CKR_MECHANISM_INVALID)),
     };
@@ -320,9 +320,9 @@ impl RsaCipher {
         let failed = |_| rv(CKR_FUNCTION_FAILED);
         let c = match &self.scheme {
             CipherScheme::Pkcs1 => key.encrypt(&mut SysRng, Pkcs1v15Encrypt, m).map_err(failed)?,
-            CipherScheme::Oaep { hash, label } => with_hash!(*hash, D => key
-                .encrypt(&mut SysRng, Oaep::<D>::new_with_label(label.as_slice()), m)
-                .map_err(failed)?),
+            CipherScheme::Oaep { hash, mgf, label } => with_hash!(*hash, D => with_hash!(*mgf, M => key
+                .encrypt(&mut SysRng, Oaep::<D, M>::new_with_mgf_hash_and_label(label.as_slice()), m)
+                .map_err(failed)?)),
             CipherScheme::X509 => return raw_public(key, m, CKR_DATA_INVALID),
         };
         Ok(Zeroizing::new(c))
@@ -338,9 +338,9 @@ impl RsaCipher {
         let invalid = |_| rv(CKR_ENCRYPTED_DATA_INVALID);
         let m = match &self.scheme {
             CipherScheme::Pkcs1 => key.decrypt_blinded(&mut SysRng, Pkcs1v15Encrypt, c).map_err(invalid)?,
-            CipherScheme::Oaep { hash, label } => with_hash!(*hash, D => key
-                .decrypt_blinded(&mut SysRng, Oaep::<D>::new_with_label(label.as_slice()), c)
-                .map_err(invalid)?),
+            CipherScheme::Oaep { hash, mgf, label } => with_hash!(*hash, D => with_hash!(*mgf, M => key
+                .decrypt_blinded(&mut SysRng, Oaep::<D, M>::new_with_mgf_hash_and_label(label.as_slice()), c)
+                .map_err(invalid)?)),
             CipherScheme::X509 => return raw_private(key, c, CKR_ENCRYPTED_DATA_INVALID),
         };
         Ok(Zeroizing::new(m))
@@ -558,11 +558,17 @@ mod tests {
                 assert_eq!(err(decrypt(&m, &ct[1..])), CKR_ENCRYPTED_DATA_LEN_RANGE);
             }
         }
+        // MGF1 of another hash than the label's: its own scheme, not interchangeable.
+        let mixed = oaep(CKM_SHA256, CKG_MGF1_SHA1, b"");
+        let ct = encrypt(&mixed, MESSAGE).unwrap();
+        assert_eq!(decrypt(&mixed, &ct).unwrap().as_slice(), MESSAGE);
+        assert_eq!(err(decrypt(&oaep(CKM_SHA256, CKG_MGF1_SHA256, b""), &ct)), CKR_ENCRYPTED_DATA_INVALID);
+        assert_eq!(err(decrypt(&oaep(CKM_SHA_1, CKG_MGF1_SHA1, b""), &ct)), CKR_ENCRYPTED_DATA_INVALID);
         let key = &pair().1;
         for m in [
-            oaep(CKM_SHA256, CKG_MGF1_SHA1, b""),
-            oaep(CKM_SHA_1, CKG_MGF1_SHA256, b""),
             oaep(CKM_SHA224, CKG_MGF1_SHA224, b""),
+            oaep(CKM_SHA256, CKG_MGF1_SHA224, b""),
+            oaep(CKM_SHA256, 0x77, b""),
             plain(CKM_RSA_PKCS_OAEP),
         ] {
             assert_eq!(err(asym_cipher(&m, key, true)), CKR_MECHANISM_PARAM_INVALID, "{m:?}");

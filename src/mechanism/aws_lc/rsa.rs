@@ -369,16 +369,18 @@ fn oaep_algorithm(hash: HashAlg) -> &'static OaepAlgorithm {
     }
 }
 
-/// `rsa::cipher` with the work done by AWS-LC where it can: OAEP, and PKCS #1 v1.5
+/// `rsa::cipher` with the work done by AWS-LC where it can: OAEP with MGF1 of its own hash,
+/// and PKCS #1 v1.5
 /// encryption. `CKM_RSA_PKCS` decryption stays on RustCrypto for its implicit rejection,
 /// `CKM_RSA_X_509` because aws-lc-rs has no raw RSA.
 pub(crate) fn cipher(mechanism: &Mechanism, key: &Object, encrypt: bool) -> Result<Box<dyn Cipher>> {
     let fallback = rust_crypto::cipher(mechanism, key, encrypt)?;
     let oaep = match (&mechanism.param, mechanism.kind) {
         (_, CKM_RSA_PKCS) if encrypt => None,
+        // aws-lc-rs pairs each hash with MGF1 of the same hash only.
         (MechanismParam::RsaOaep(p), CKM_RSA_PKCS_OAEP) => match HashAlg::from_mechanism(p.hash) {
-            Some(hash) => Some((hash, p.label.clone())),
-            None => return Ok(fallback),
+            Some(hash) if HashAlg::from_mgf(p.mgf) == Some(hash) => Some((hash, p.label.clone())),
+            _ => return Ok(fallback),
         },
         _ => return Ok(fallback),
     };
