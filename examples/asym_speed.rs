@@ -56,7 +56,7 @@ fn main() {
     let backend = if cfg!(feature = "aws-lc") { "aws-lc" } else { "RustCrypto" };
     println!("backend: {backend}");
     println!("{:<34} {:>12} {:>10}", "case", "µs/op", "ops/s");
-    let mut report = |name: &str, op: &mut dyn FnMut()| {
+    let report = |name: &str, op: &mut dyn FnMut()| {
         if !only.is_empty() && !only.iter().any(|o| name.contains(o.as_str())) {
             return;
         }

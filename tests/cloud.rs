@@ -348,7 +348,7 @@ fn envelope(slot: CK_SLOT_ID, label: &str) {
 /// `C_DestroyObject` removes the key from the service's list (AWS: scheduled for deletion).
 fn destroy_in_service(slot: CK_SLOT_ID, label: &str) {
     let s = session(slot);
-    let (public, private) = ec_pair(s, &label);
+    let (public, private) = ec_pair(s, label);
     assert_eq!(find(s, &[av(CKA_LABEL, label)]).unwrap().len(), 2);
     destroy(s, private).unwrap();
     assert_eq!(find(s, &[av(CKA_LABEL, label)]).unwrap(), Vec::<CK_OBJECT_HANDLE>::new());

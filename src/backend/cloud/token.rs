@@ -70,8 +70,11 @@ pub struct CloudToken {
     recent: Mutex<Vec<(RemoteKey, Instant)>>,
     /// Whether signing keys show a certificate object, and the certificates made so far.
     certificates: bool,
-    made_certificates: Mutex<HashMap<(String, Option<u32>), Arc<Vec<u8>>>>,
+    made_certificates: Mutex<HashMap<KeyVersion, Arc<Vec<u8>>>>,
 }
+
+/// A key's name and version in its service (`None`: the key has no versions).
+type KeyVersion = (String, Option<u32>);
 
 const RECENT: Duration = Duration::from_secs(120);
 
