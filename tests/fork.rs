@@ -59,8 +59,8 @@ fn child(slot: CK_SLOT_ID, variant: Variant, expected_ct: &[u8]) -> i32 {
     }
 }
 
-/// Forks, runs `f` in the child, and returns the child's exit code (60 s limit).
-fn fork_and(f: impl FnOnce() -> i32) -> i32 {
+/// Forks, runs `f` in the child, and returns the child's exit code (`limit` at most).
+fn fork_and(limit: Duration, f: impl FnOnce() -> i32) -> i32 {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
@@ -75,10 +75,10 @@ fn fork_and(f: impl FnOnce() -> i32) -> i32 {
             assert!(libc::WIFEXITED(status), "child died abnormally (status {status:#x})");
             return libc::WEXITSTATUS(status);
         }
-        if start.elapsed() > Duration::from_secs(60) {
+        if start.elapsed() > limit {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             unsafe { libc::waitpid(pid, &mut status, 0) };
-            panic!("child hung for 60 s (deadlock after fork?)");
+            panic!("child hung for {limit:?} (deadlock after fork?)");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -95,7 +95,7 @@ fn forked_child_reinitializes_and_sees_token_objects() {
     digest_init(s, CKM_SHA256).unwrap();
 
     for variant in [Variant::InitializeOnly, Variant::FinalizeThenInitialize] {
-        let code = fork_and(|| child(slot, variant, &ct));
+        let code = fork_and(Duration::from_secs(60), || child(slot, variant, &ct));
         let what = STEPS.get(code as usize).copied().unwrap_or("panic in child");
         assert_eq!(code, 0, "{variant:?}: child failed at step {code}: {what}");
     }
@@ -112,7 +112,7 @@ fn forked_child_reinitializes_and_sees_token_objects() {
     // child, so this process keeps its core dumps); without it nothing changes.
     let dumpable = || unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
     assert_eq!(dumpable(), 1, "the test process starts dumpable");
-    let code = fork_and(|| {
+    let code = fork_and(Duration::from_secs(60), || {
         std::env::set_var("KEYFRONT_NO_CORE_DUMPS", "1");
         let _ = ck!(C_Finalize, ptr::null_mut());
         if ck!(C_Initialize, ptr::null_mut()) != CKR_OK {
@@ -126,4 +126,48 @@ fn forked_child_reinitializes_and_sees_token_objects() {
     });
     assert_eq!(code, 0, "KEYFRONT_NO_CORE_DUMPS child: 1 = C_Initialize failed, 2 = still dumpable");
     assert_eq!(dumpable(), 1, "the C_Initialize in this process left it dumpable");
+
+    fork_while_another_thread_initializes(slot);
+}
+
+/// fork() while another thread of the parent is inside C_Initialize or C_Finalize (which
+/// hold the module's change lock nearly all the time in this loop): every child still
+/// initialises, reads the token and finalises. (Part of the one test of this binary: it
+/// finalises the module under the parent's feet.)
+fn fork_while_another_thread_initializes(slot: CK_SLOT_ID) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let cycles = Arc::new(AtomicUsize::new(0));
+    let busy = {
+        let (stop, cycles) = (stop.clone(), cycles.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = ck!(C_Finalize, ptr::null_mut());
+                assert_rv(ck!(C_Initialize, ptr::null_mut()), CKR_OK);
+                cycles.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    while cycles.load(Ordering::Relaxed) < 10 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for round in 0..20 {
+        let code = fork_and(Duration::from_secs(10), || {
+            if ck!(C_Initialize, ptr::null_mut()) != CKR_OK {
+                return 1;
+            }
+            if token_info(slot).is_err() {
+                return 2;
+            }
+            if ck!(C_Finalize, ptr::null_mut()) != CKR_OK {
+                return 3;
+            }
+            0
+        });
+        assert_eq!(code, 0, "round {round}: child failed (1 = C_Initialize, 2 = C_GetTokenInfo, 3 = C_Finalize)");
+    }
+    stop.store(true, Ordering::Relaxed);
+    busy.join().unwrap();
+    assert!(cycles.load(Ordering::Relaxed) > 20, "the other thread kept initialising");
 }

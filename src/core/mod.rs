@@ -9,12 +9,11 @@ mod session;
 mod slot;
 mod token;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cryptoki_sys::*;
 use arc_swap::ArcSwapOption;
-use parking_lot::Mutex;
 
 use crate::config::{self, SlotKind};
 use crate::error::{rv, Result};
@@ -44,9 +43,41 @@ pub struct Module {
 /// The module of the current `C_Initialize`. Every call reads it; reading an `ArcSwap`
 /// writes nothing shared (no lock word, no reference count), so threads on different
 /// cores do not slow each other down here. `C_Initialize` and `C_Finalize` hold
-/// `MODULE_CHANGE` while they replace it.
+/// [`ModuleChange`] while they replace it.
 static MODULE: ArcSwapOption<Module> = ArcSwapOption::const_empty();
-static MODULE_CHANGE: Mutex<()> = Mutex::new(());
+
+/// Whether a `C_Initialize` or `C_Finalize` is replacing the module. A flag, not a `Mutex`:
+/// when a parent thread holds it at the moment another thread forks, the holder does not
+/// exist in the child, so [`note_fork`] releases it there, or the child's own
+/// `C_Initialize` would wait forever (Python's multiprocessing and pkcs11-provider fork
+/// from processes whose other threads use the module).
+static MODULE_CHANGING: AtomicBool = AtomicBool::new(false);
+
+/// Holds [`MODULE_CHANGING`] until dropped.
+struct ModuleChange;
+
+impl ModuleChange {
+    fn lock() -> ModuleChange {
+        // Taken twice per C_Initialize/C_Finalize pair: spinning briefly, then sleeping, is
+        // enough, and needs nothing a fork could leave held.
+        let mut tries = 0u32;
+        while MODULE_CHANGING.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            tries += 1;
+            if tries < 100 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+        ModuleChange
+    }
+}
+
+impl Drop for ModuleChange {
+    fn drop(&mut self) {
+        MODULE_CHANGING.store(false, Ordering::Release);
+    }
+}
 
 /// The module for one call; it stays alive while this is held, even across a `C_Finalize`.
 pub struct ModuleRef(arc_swap::Guard<Option<Arc<Module>>>);
@@ -63,9 +94,10 @@ impl std::ops::Deref for ModuleRef {
 static FORKS: AtomicU64 = AtomicU64::new(0);
 
 /// Called in the child right after `fork()` (the ABI layer registers it with
-/// `pthread_atfork`): only an atomic increment, as a fork handler must be.
+/// `pthread_atfork`): only atomic stores, as a fork handler must be.
 pub fn note_fork() {
     FORKS.fetch_add(1, Ordering::Relaxed);
+    MODULE_CHANGING.store(false, Ordering::Release);
 }
 
 /// Where a forked child keeps the module state it inherited: never dropped (that would close
@@ -94,7 +126,7 @@ pub fn module() -> Result<ModuleRef> {
 
 pub fn initialize() -> Result<()> {
     crate::logging::init();
-    let _changing = MODULE_CHANGE.lock();
+    let _changing = ModuleChange::lock();
     if let Some(m) = MODULE.load().as_ref() {
         if m.forks == forks() {
             return Err(rv(CKR_CRYPTOKI_ALREADY_INITIALIZED));
@@ -154,7 +186,7 @@ pub fn initialize() -> Result<()> {
 }
 
 pub fn finalize() -> Result<()> {
-    let _changing = MODULE_CHANGE.lock();
+    let _changing = ModuleChange::lock();
     match MODULE.swap(None) {
         Some(m) if m.forks == forks() => {
             for slot in &m.slots {
