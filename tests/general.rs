@@ -143,7 +143,8 @@ fn function_lists_are_complete_and_unoffered_functions_say_so() {
     let (np, nb, nv) = (ptr::null_mut::<CK_MECHANISM>(), ptr::null_mut::<u8>(), ptr::null_mut::<std::ffi::c_void>());
     let nl = ptr::null_mut::<CK_ULONG>();
     // (name, what it returns for session `h`)
-    let calls: Vec<(&str, Box<dyn Fn(CK_SESSION_HANDLE) -> CK_RV>)> = vec![
+    type Call<'a> = Box<dyn Fn(CK_SESSION_HANDLE) -> CK_RV + 'a>;
+    let calls: Vec<(&str, Call<'_>)> = vec![
         ("C_GetOperationState", Box::new(|h| ck3!(C_GetOperationState, h, nb, nl))),
         ("C_SetOperationState", Box::new(|h| ck3!(C_SetOperationState, h, nb, 0, 0, 0))),
         ("C_SignRecoverInit", Box::new(|h| ck3!(C_SignRecoverInit, h, np, 0))),
