@@ -5,11 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! command -v pkcs11-tool >/dev/null; then
+# OpenSC's pkcs11-tool; a C compiler and libc headers, since rustc links with cc and the
+# bundled SQLite is compiled from C.
+pkgs=()
+command -v pkcs11-tool >/dev/null || pkgs+=(opensc)
+command -v cc >/dev/null || pkgs+=(gcc libc6-dev)
+if [ ${#pkgs[@]} -gt 0 ]; then
 	sudo=
 	[ "$(id -u)" = 0 ] || sudo=sudo
+	echo "quickstart.sh: installing ${pkgs[*]}"
 	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq opensc >/dev/null
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "quickstart.sh: cargo not found; install Rust (rustup) first" >&2; exit 2; }
 

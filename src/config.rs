@@ -115,8 +115,9 @@ pub struct Pkcs11SlotConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
+    /// Each with the place of its `[[slot]]` header, which problems found after parsing name.
     #[serde(default)]
-    slot: Vec<SlotSection>,
+    slot: Vec<toml::Spanned<SlotSection>>,
 }
 
 /// One `[[slot]]` table. Flat, not an internally tagged enum, so that toml reports errors at
@@ -193,10 +194,10 @@ impl SlotSection {
         keys.into_iter().filter(|(_, present)| *present).map(|(k, _)| k).collect()
     }
 
-    fn cloud(&self, index: usize) -> std::result::Result<CloudSlotConfig, String> {
+    fn cloud(&self) -> std::result::Result<CloudSlotConfig, String> {
         let pin_sha256 = match &self.pin_sha256 {
             None => None,
-            Some(hex) => Some(parse_sha256(hex).ok_or_else(|| format!("slot {index}: pin_sha256 must be 64 hex digits"))?),
+            Some(hex) => Some(parse_sha256(hex).ok_or("pin_sha256 must be 64 hex digits")?),
         };
         let defaults = CloudSlotConfig::default();
         Ok(CloudSlotConfig {
@@ -255,27 +256,41 @@ pub fn load_file(path: &Path) -> Result<Vec<SlotConfig>> {
     parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
-/// Parses a configuration; the error names the line and the problem.
+/// Parses a configuration; the error names the line and the problem. A problem toml does not
+/// see (a missing key, a key of another kind, a value out of range, an id used twice) is
+/// reported at the line of its slot's `[[slot]]`.
 pub fn parse(text: &str) -> std::result::Result<Vec<SlotConfig>, String> {
-    let file: ConfigFile = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
-        match line {
-            Some(l) => format!("line {l}: {}", e.message()),
-            None => e.message().to_string(),
-        }
+    let line_of = |offset: usize| text[..offset].matches('\n').count() + 1;
+    let file: ConfigFile = toml::from_str(text).map_err(|e| match e.span() {
+        Some(span) => format!("line {}: {}", line_of(span.start), e.message()),
+        None => e.message().to_string(),
     })?;
     if file.slot.is_empty() {
         return Err("no [[slot]] defined".into());
     }
-    let mut slots = Vec::new();
+    let mut slots: Vec<(usize, SlotConfig)> = Vec::new();
     for (index, section) in file.slot.into_iter().enumerate() {
-        let slot = slot_config(index, section)?;
-        if slots.iter().any(|s: &SlotConfig| s.id == slot.id) {
-            return Err(format!("slot {index}: slot id {} is used twice", slot.id));
+        let line = line_of(section.span().start);
+        let slot = slot_config(index, section.into_inner()).map_err(|e| format!("line {line}: slot {index}: {e}"))?;
+        if let Some((first, _)) = slots.iter().find(|(_, s)| s.id == slot.id) {
+            return Err(format!("line {line}: slot {index}: slot id {} is used twice (first at line {first})", slot.id));
         }
-        slots.push(slot);
+        slots.push((line, slot));
     }
-    Ok(slots)
+    let weak: Vec<String> = slots
+        .iter()
+        .filter(|(_, s)| matches!(s.kind, SlotKind::Soft { kdf_iterations, .. } if kdf_iterations < DEFAULT_KDF_ITERATIONS))
+        .map(|(line, s)| format!("slot {} (line {line})", s.id))
+        .collect();
+    if !weak.is_empty() {
+        // Allowed, for tests and benchmarks; a PIN guessed offline from a stolen token file
+        // costs an attacker that many times less.
+        tracing::warn!(
+            "pin_kdf_iterations below the recommended {DEFAULT_KDF_ITERATIONS} for {}: PINs set there are cheaper to guess from a copy of the token file",
+            weak.join(", ")
+        );
+    }
+    Ok(slots.into_iter().map(|(_, s)| s).collect())
 }
 
 fn slot_config(index: usize, section: SlotSection) -> std::result::Result<SlotConfig, String> {
@@ -287,26 +302,24 @@ fn slot_config(index: usize, section: SlotSection) -> std::result::Result<SlotCo
         Kind::VaultTransit => ("vault-transit", VAULT_KEYS),
     };
     if let Some(key) = section.present_keys().into_iter().find(|k| !allowed.contains(k)) {
-        return Err(format!("slot {index}: `{key}` is not a key of kind \"{kind_name}\""));
+        return Err(format!("`{key}` is not a key of kind \"{kind_name}\""));
     }
     let kind = match section.kind {
         Kind::Soft => {
-            let path = section.path.ok_or_else(|| format!("slot {index}: kind \"soft\" needs `path`"))?;
+            let path = section.path.ok_or("kind \"soft\" needs `path`")?;
             let kdf_iterations = section.pin_kdf_iterations.unwrap_or(DEFAULT_KDF_ITERATIONS);
             if !(MIN_KDF_ITERATIONS..=MAX_KDF_ITERATIONS).contains(&kdf_iterations) {
-                return Err(format!(
-                    "slot {index}: pin_kdf_iterations {kdf_iterations} is outside {MIN_KDF_ITERATIONS}..={MAX_KDF_ITERATIONS}"
-                ));
+                return Err(format!("pin_kdf_iterations {kdf_iterations} is outside {MIN_KDF_ITERATIONS}..={MAX_KDF_ITERATIONS}"));
             }
             SlotKind::Soft { path, kdf_iterations }
         }
         Kind::Pkcs11 => {
-            let module = section.module.ok_or_else(|| format!("slot {index}: kind \"pkcs11\" needs `module`"))?;
+            let module = section.module.ok_or("kind \"pkcs11\" needs `module`")?;
             let allow = section
                 .allow
                 .unwrap_or_default()
                 .iter()
-                .map(|name| mechanism_by_name(name).ok_or_else(|| format!("slot {index}: unknown mechanism `{name}` in allow")))
+                .map(|name| mechanism_by_name(name).ok_or_else(|| format!("unknown mechanism `{name}` in allow")))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             SlotKind::Pkcs11(Pkcs11SlotConfig {
                 module,
@@ -326,7 +339,7 @@ fn slot_config(index: usize, section: SlotSection) -> std::result::Result<SlotCo
                 None => None,
                 Some(t) => match t.split_once('=') {
                     Some((k, v)) if !k.is_empty() => Some((k.to_string(), v.to_string())),
-                    _ => return Err(format!("slot {index}: tag must be \"key=value\"")),
+                    _ => return Err("tag must be \"key=value\"".into()),
                 },
             };
             let region = section
@@ -334,14 +347,14 @@ fn slot_config(index: usize, section: SlotSection) -> std::result::Result<SlotCo
                 .clone()
                 .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
                 .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok().filter(|r| !r.is_empty()))
-                .ok_or_else(|| format!("slot {index}: kind \"aws-kms\" needs `region` (or AWS_REGION)"))?;
+                .ok_or("kind \"aws-kms\" needs `region` (or AWS_REGION)")?;
             SlotKind::AwsKms(AwsKmsSlotConfig {
                 region,
                 endpoint: section.endpoint.clone(),
                 profile: section.profile.clone(),
                 alias_prefix: section.alias_prefix.clone(),
                 tag,
-                cloud: section.cloud(index)?,
+                cloud: section.cloud()?,
             })
         }
         Kind::VaultTransit => {
@@ -349,13 +362,13 @@ fn slot_config(index: usize, section: SlotSection) -> std::result::Result<SlotCo
                 .address
                 .clone()
                 .or_else(|| std::env::var("VAULT_ADDR").ok().filter(|a| !a.is_empty()))
-                .ok_or_else(|| format!("slot {index}: kind \"vault-transit\" needs `address` (or VAULT_ADDR)"))?;
+                .ok_or("kind \"vault-transit\" needs `address` (or VAULT_ADDR)")?;
             SlotKind::VaultTransit(VaultSlotConfig {
                 address: address.trim_end_matches('/').to_string(),
                 mount: section.mount.clone().unwrap_or_else(|| "transit".into()).trim_matches('/').to_string(),
                 namespace: section.namespace.clone(),
                 token_file: section.token_file.clone(),
-                cloud: section.cloud(index)?,
+                cloud: section.cloud()?,
             })
         }
     };
@@ -383,12 +396,21 @@ fn mechanism_by_name(name: &str) -> Option<CK_MECHANISM_TYPE> {
 
 /// `$KEYFRONT_DATA_DIR`, else `$XDG_DATA_HOME/keyfront`, else `~/.local/share/keyfront`.
 pub fn data_dir() -> Result<PathBuf> {
-    let from_env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    data_dir_from(|name| std::env::var_os(name))
+}
+
+/// `data_dir` with the environment given by `var`.
+fn data_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf> {
+    let from_env = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(dir) = from_env("KEYFRONT_DATA_DIR") {
         return Ok(dir);
     }
-    if let Some(dir) = from_env("XDG_DATA_HOME") {
-        return Ok(dir.join("keyfront"));
+    match from_env("XDG_DATA_HOME") {
+        Some(dir) if dir.is_absolute() => return Ok(dir.join("keyfront")),
+        // The XDG Base Directory specification: a relative path there is invalid and to be
+        // ignored (it would name a different place in each working directory).
+        Some(dir) => tracing::warn!("XDG_DATA_HOME={} is not an absolute path: ignored", dir.display()),
+        None => {}
     }
     from_env("HOME")
         .map(|home| home.join(".local/share/keyfront"))
@@ -426,8 +448,66 @@ mod tests {
         assert!(err.starts_with("line 3: "), "{err}");
         let err = parse("[[slot]]\nkind = \"cloud\"\npath = \"x\"\n").unwrap_err();
         assert!(err.starts_with("line "), "{err}");
-        assert!(parse("[[slot]]\nkind=\"soft\"\npath=\"a\"\nid=1\n[[slot]]\nkind=\"soft\"\npath=\"b\"\nid=1\n").is_err());
-        assert!(parse("[[slot]]\nkind=\"soft\"\npath=\"a\"\npin_kdf_iterations=10\n").is_err());
+    }
+
+    /// Problems found after toml has parsed the file are reported at the line of their
+    /// slot's `[[slot]]` header.
+    #[test]
+    fn later_errors_name_the_slot_line() {
+        // A good slot on lines 1-4 (and a comment), then the one under test from line 7.
+        let good = "[[slot]]\nkind = \"soft\"\npath = \"/tmp/a.db\"\nid = 1\n# the next slot\n\n";
+        let cases = [
+            ("[[slot]]\nkind = \"soft\"\nlabel = \"x\"\n", "line 7: slot 1: kind \"soft\" needs `path`"),
+            ("[[slot]]\nkind = \"pkcs11\"\n", "line 7: slot 1: kind \"pkcs11\" needs `module`"),
+            ("[[slot]]\nkind = \"soft\"\npath = \"b\"\nmodule = \"x.so\"\n", "line 7: slot 1: `module` is not a key of kind \"soft\""),
+            ("[[slot]]\nkind = \"soft\"\npath = \"b\"\npin_kdf_iterations = 10\n", "line 7: slot 1: pin_kdf_iterations 10 is outside 1000..=20000000"),
+            ("[[slot]]\nkind = \"soft\"\npath = \"b\"\nid = 1\n", "line 7: slot 1: slot id 1 is used twice (first at line 1)"),
+            ("[[slot]]\nkind = \"soft\"\npath = \"b\"\n", "line 7: slot 1: slot id 1 is used twice (first at line 1)"),
+            ("[[slot]]\nkind = \"pkcs11\"\nmodule = \"x.so\"\nallow = [\"CKM_NOPE\"]\n", "line 7: slot 1: unknown mechanism `CKM_NOPE` in allow"),
+            ("[[slot]]\nkind = \"aws-kms\"\nregion = \"eu-west-1\"\ntag = \"novalue\"\n", "line 7: slot 1: tag must be \"key=value\""),
+            ("[[slot]]\nkind = \"aws-kms\"\nregion = \"eu-west-1\"\npin_sha256 = \"abc\"\n", "line 7: slot 1: pin_sha256 must be 64 hex digits"),
+            ("[[slot]]\nkind = \"vault-transit\"\naddress = \"http://127.0.0.1:8200\"\npin_sha256 = \"zz\"\n", "line 7: slot 1: pin_sha256 must be 64 hex digits"),
+        ];
+        for (slot, want) in cases {
+            assert_eq!(parse(&format!("{good}{slot}")).unwrap_err(), want, "for:\n{slot}");
+        }
+        // The header's own line, not the first line of the file.
+        let err = parse("# keyfront\n\n[[slot]]\nkind = \"soft\"\n").unwrap_err();
+        assert_eq!(err, "line 3: slot 0: kind \"soft\" needs `path`");
+    }
+
+    #[test]
+    fn low_kdf_iterations_are_allowed_with_a_warning() {
+        let text = "[[slot]]\nkind = \"soft\"\npath = \"a\"\nid = 4\npin_kdf_iterations = 1000\n\n[[slot]]\nkind = \"soft\"\npath = \"b\"\n\n[[slot]]\nkind = \"soft\"\npath = \"c\"\npin_kdf_iterations = 599999\n";
+        let (log, slots) = crate::logging::capture::logged(tracing_subscriber::EnvFilter::new("warn"), || parse(text));
+        let iterations: Vec<u32> = slots
+            .unwrap()
+            .iter()
+            .map(|s| match s.kind {
+                SlotKind::Soft { kdf_iterations, .. } => kdf_iterations,
+                _ => panic!("not soft"),
+            })
+            .collect();
+        assert_eq!(iterations, vec![1000, 600_000, 599_999]);
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(log.contains("WARN") && log.contains("below the recommended 600000 for slot 4 (line 1), slot 2 (line 11)"), "{log}");
+        let (log, _) = crate::logging::capture::logged(tracing_subscriber::EnvFilter::new("warn"), || {
+            parse("[[slot]]\nkind = \"soft\"\npath = \"a\"\npin_kdf_iterations = 600000\n").unwrap()
+        });
+        assert_eq!(log, "", "600,000 and up is not warned about");
+    }
+
+    #[test]
+    fn data_dir_ignores_a_relative_xdg_data_home() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| std::ffi::OsString::from(v))
+        };
+        let dir = |pairs| data_dir_from(env(pairs)).unwrap();
+        assert_eq!(dir(&[("KEYFRONT_DATA_DIR", "kd"), ("XDG_DATA_HOME", "/x"), ("HOME", "/h")]), PathBuf::from("kd"));
+        assert_eq!(dir(&[("XDG_DATA_HOME", "/x"), ("HOME", "/h")]), PathBuf::from("/x/keyfront"));
+        assert_eq!(dir(&[("XDG_DATA_HOME", "x/data"), ("HOME", "/h")]), PathBuf::from("/h/.local/share/keyfront"));
+        assert_eq!(dir(&[("XDG_DATA_HOME", ""), ("HOME", "/h")]), PathBuf::from("/h/.local/share/keyfront"));
+        assert!(data_dir_from(env(&[("XDG_DATA_HOME", "relative")])).is_err(), "a relative XDG_DATA_HOME alone is no data directory");
     }
 
     #[test]
@@ -441,10 +521,5 @@ mod tests {
         assert_eq!(cfg.allow, vec![cryptoki_sys::CKM_AES_GCM, 0x1087]);
         assert!(cfg.deny_extractable);
         assert_eq!((cfg.max_sessions, cfg.retry_attempts), (16, 2));
-        let err = parse("[[slot]]\nkind = \"pkcs11\"\nmodule = \"x.so\"\nallow = [\"CKM_NOPE\"]\n").unwrap_err();
-        assert!(err.contains("unknown mechanism `CKM_NOPE`"), "{err}");
-        let err = parse("[[slot]]\nkind = \"soft\"\npath = \"a.db\"\nmodule = \"x.so\"\n").unwrap_err();
-        assert!(err.contains("`module` is not a key of kind \"soft\""), "{err}");
-        assert!(parse("[[slot]]\nkind = \"pkcs11\"\n").unwrap_err().contains("needs `module`"));
     }
 }

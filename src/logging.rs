@@ -37,9 +37,9 @@ pub fn init() {
     });
 }
 
+/// Collecting what is logged, for tests that check a log line.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod capture {
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]
@@ -55,19 +55,31 @@ mod tests {
         }
     }
 
+    /// Runs `f` with a subscriber of this thread filtered by `filter`; returns what it
+    /// logged and `f`'s result.
+    pub fn logged<T>(filter: tracing_subscriber::EnvFilter, f: impl FnOnce() -> T) -> (String, T) {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(move || writer.clone()).finish();
+        let result = tracing::subscriber::with_default(subscriber, f);
+        let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        (log, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
     #[test]
     fn trace_never_reaches_the_http_crates() {
         for spec in ["trace", "ureq=trace,ureq_proto=trace,rustls=trace,keyfront=trace"] {
-            let out = Captured::default();
-            let writer = out.clone();
-            let subscriber = tracing_subscriber::fmt().with_env_filter(filter(Some(spec))).with_writer(move || writer.clone()).finish();
-            tracing::subscriber::with_default(subscriber, || {
+            let (log, ()) = capture::logged(filter(Some(spec)), || {
                 tracing::trace!(target: "ureq_proto", "x-vault-token: s3cret");
                 tracing::trace!(target: "ureq", "authorization: AWS4-HMAC-SHA256 s3cret");
                 tracing::debug!(target: "ureq", "a request went out");
                 tracing::trace!(target: "keyfront", "keyfront's own trace");
             });
-            let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
             assert!(!log.contains("s3cret"), "{spec}: {log}");
             assert!(log.contains("a request went out") && log.contains("keyfront's own trace"), "{spec}: {log}");
         }

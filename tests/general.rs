@@ -60,7 +60,7 @@ fn interface_list_and_get_interface() {
     assert!(offered.contains(&("PKCS 11".into(), (2, 40))), "{offered:?}");
     assert_rv(unsafe { l.C_GetInterfaceList(ptr::null_mut(), ptr::null_mut()) }, CKR_ARGUMENTS_BAD);
 
-    let get = |name: Option<&str>, ver: Option<(u8, u8)>| -> R<CK_INTERFACE> {
+    let get_with_flags = |name: Option<&str>, ver: Option<(u8, u8)>, flags: CK_FLAGS| -> R<CK_INTERFACE> {
         let cname = name.map(|n| std::ffi::CString::new(n).unwrap());
         let mut v = ver.map(|(major, minor)| CK_VERSION { major, minor });
         let mut out: *mut CK_INTERFACE = ptr::null_mut();
@@ -69,12 +69,13 @@ fn interface_list_and_get_interface() {
                 cname.as_ref().map_or(ptr::null_mut(), |c| c.as_ptr() as *mut u8),
                 v.as_mut().map_or(ptr::null_mut(), |v| v as *mut _),
                 &mut out,
-                0,
+                flags,
             )
         })?;
         assert!(!out.is_null());
         Ok(unsafe { *out })
     };
+    let get = |name: Option<&str>, ver: Option<(u8, u8)>| get_with_flags(name, ver, 0);
     let i30 = get(Some("PKCS 11"), Some((3, 0))).expect("C_GetInterface PKCS 11 3.0");
     assert_eq!((iface_name(&i30), iface_version(&i30)), ("PKCS 11".into(), (3, 0)));
     // The 3.0 list is usable: C_GetInfo through it reports 3.0.
@@ -86,9 +87,119 @@ fn interface_list_and_get_interface() {
 
     let i240 = get(Some("PKCS 11"), Some((2, 40))).expect("C_GetInterface PKCS 11 2.40");
     assert_eq!(iface_version(&i240), (2, 40));
+    // What is left unnamed is the newest: 3.0.
     let dflt = get(None, None).expect("C_GetInterface default");
-    assert_eq!(iface_name(&dflt), "PKCS 11");
-    assert!(get(Some("No Such Interface"), None).is_err(), "unknown interface name must fail");
+    assert_eq!((iface_name(&dflt), iface_version(&dflt)), ("PKCS 11".into(), (3, 0)));
+    let named = get(Some("PKCS 11"), None).expect("C_GetInterface PKCS 11, any version");
+    assert_eq!(iface_version(&named), (3, 0));
+    let old = get(None, Some((2, 40))).expect("C_GetInterface any name, 2.40");
+    assert_eq!((iface_name(&old), iface_version(&old)), ("PKCS 11".into(), (2, 40)));
+    expect_rv(get(Some("No Such Interface"), None), CKR_ARGUMENTS_BAD);
+    expect_rv(get(Some("PKCS 11"), Some((3, 2))), CKR_ARGUMENTS_BAD);
+    // A non-zero flags asks for an interface with every flag given; none of keyfront's has
+    // a flag (not even CKF_INTERFACE_FORK_SAFE: a forked child must call C_Initialize).
+    for (name, ver) in [(None, None), (Some("PKCS 11"), Some((3, 0))), (Some("PKCS 11"), Some((2, 40)))] {
+        expect_rv(get_with_flags(name, ver, CKF_INTERFACE_FORK_SAFE), CKR_ARGUMENTS_BAD);
+    }
+    assert!(small.iter().all(|i| i.flags == 0), "listed interfaces have no flags");
+}
+
+/// The 3.0 function list, from `C_GetInterface("PKCS 11", 3.0)`.
+fn list_3_0() -> &'static CK_FUNCTION_LIST_3_0 {
+    let mut v = CK_VERSION { major: 3, minor: 0 };
+    let mut out: *mut CK_INTERFACE = ptr::null_mut();
+    assert_rv(unsafe { lib().C_GetInterface(c"PKCS 11".as_ptr() as *mut u8, &mut v, &mut out, 0) }, CKR_OK);
+    unsafe { &*((*out).pFunctionList as *const CK_FUNCTION_LIST_3_0) }
+}
+
+/// Calls a function of the 3.0 list.
+macro_rules! ck3 {
+    ($f:ident $(, $a:expr)* $(,)?) => {{
+        let f = list_3_0().$f.expect(concat!(stringify!($f), " is NULL in the 3.0 list"));
+        #[allow(unused_unsafe)]
+        let r = unsafe { f($($a),*) };
+        r
+    }};
+}
+
+#[test]
+fn function_lists_are_complete_and_unoffered_functions_say_so() {
+    fx();
+    // Every entry of the 3.0 list is filled: 68 of 2.40, 24 added by 3.0.
+    let list = list_3_0();
+    assert_eq!((list.version.major, list.version.minor), (3, 0));
+    let first = std::mem::offset_of!(CK_FUNCTION_LIST_3_0, C_Initialize);
+    let words = (std::mem::size_of::<CK_FUNCTION_LIST_3_0>() - first) / std::mem::size_of::<usize>();
+    assert_eq!(words, 92, "PKCS#11 3.0 has 92 functions");
+    let entries = unsafe { std::slice::from_raw_parts((list as *const _ as *const u8).add(first) as *const usize, words) };
+    let empty: Vec<usize> = (0..words).filter(|&i| entries[i] == 0).collect();
+    assert!(empty.is_empty(), "NULL entries (by position) in the 3.0 list: {empty:?}");
+    assert_eq!((funcs().version.major, funcs().version.minor), (2, 40), "C_GetFunctionList's list is the 2.40 one");
+    let from_2_40 = std::mem::offset_of!(CK_FUNCTION_LIST, C_WaitForSlotEvent);
+    assert_eq!(from_2_40, std::mem::offset_of!(CK_FUNCTION_LIST_3_0, C_WaitForSlotEvent), "3.0 extends the 2.40 layout");
+
+    let slot = fx().token();
+    let s = user_session(slot);
+    let (np, nb, nv) = (ptr::null_mut::<CK_MECHANISM>(), ptr::null_mut::<u8>(), ptr::null_mut::<std::ffi::c_void>());
+    let nl = ptr::null_mut::<CK_ULONG>();
+    // (name, what it returns for session `h`)
+    type Call<'a> = Box<dyn Fn(CK_SESSION_HANDLE) -> CK_RV + 'a>;
+    let calls: Vec<(&str, Call<'_>)> = vec![
+        ("C_GetOperationState", Box::new(|h| ck3!(C_GetOperationState, h, nb, nl))),
+        ("C_SetOperationState", Box::new(|h| ck3!(C_SetOperationState, h, nb, 0, 0, 0))),
+        ("C_SignRecoverInit", Box::new(|h| ck3!(C_SignRecoverInit, h, np, 0))),
+        ("C_SignRecover", Box::new(|h| ck3!(C_SignRecover, h, nb, 0, nb, nl))),
+        ("C_VerifyRecoverInit", Box::new(|h| ck3!(C_VerifyRecoverInit, h, np, 0))),
+        ("C_VerifyRecover", Box::new(|h| ck3!(C_VerifyRecover, h, nb, 0, nb, nl))),
+        ("C_DigestEncryptUpdate", Box::new(|h| ck3!(C_DigestEncryptUpdate, h, nb, 0, nb, nl))),
+        ("C_DecryptDigestUpdate", Box::new(|h| ck3!(C_DecryptDigestUpdate, h, nb, 0, nb, nl))),
+        ("C_SignEncryptUpdate", Box::new(|h| ck3!(C_SignEncryptUpdate, h, nb, 0, nb, nl))),
+        ("C_DecryptVerifyUpdate", Box::new(|h| ck3!(C_DecryptVerifyUpdate, h, nb, 0, nb, nl))),
+        ("C_MessageEncryptInit", Box::new(|h| ck3!(C_MessageEncryptInit, h, np, 0))),
+        ("C_EncryptMessage", Box::new(|h| ck3!(C_EncryptMessage, h, nv, 0, nb, 0, nb, 0, nb, nl))),
+        ("C_EncryptMessageBegin", Box::new(|h| ck3!(C_EncryptMessageBegin, h, nv, 0, nb, 0))),
+        ("C_EncryptMessageNext", Box::new(|h| ck3!(C_EncryptMessageNext, h, nv, 0, nb, 0, nb, nl, 0))),
+        ("C_MessageEncryptFinal", Box::new(|h| ck3!(C_MessageEncryptFinal, h))),
+        ("C_MessageDecryptInit", Box::new(|h| ck3!(C_MessageDecryptInit, h, np, 0))),
+        ("C_DecryptMessage", Box::new(|h| ck3!(C_DecryptMessage, h, nv, 0, nb, 0, nb, 0, nb, nl))),
+        ("C_DecryptMessageBegin", Box::new(|h| ck3!(C_DecryptMessageBegin, h, nv, 0, nb, 0))),
+        ("C_DecryptMessageNext", Box::new(|h| ck3!(C_DecryptMessageNext, h, nv, 0, nb, 0, nb, nl, 0))),
+        ("C_MessageDecryptFinal", Box::new(|h| ck3!(C_MessageDecryptFinal, h))),
+        ("C_MessageSignInit", Box::new(|h| ck3!(C_MessageSignInit, h, np, 0))),
+        ("C_SignMessage", Box::new(|h| ck3!(C_SignMessage, h, nv, 0, nb, 0, nb, nl))),
+        ("C_SignMessageBegin", Box::new(|h| ck3!(C_SignMessageBegin, h, nv, 0))),
+        ("C_SignMessageNext", Box::new(|h| ck3!(C_SignMessageNext, h, nv, 0, nb, 0, nb, nl))),
+        ("C_MessageSignFinal", Box::new(|h| ck3!(C_MessageSignFinal, h))),
+        ("C_MessageVerifyInit", Box::new(|h| ck3!(C_MessageVerifyInit, h, np, 0))),
+        ("C_VerifyMessage", Box::new(|h| ck3!(C_VerifyMessage, h, nv, 0, nb, 0, nb, 0))),
+        ("C_VerifyMessageBegin", Box::new(|h| ck3!(C_VerifyMessageBegin, h, nv, 0))),
+        ("C_VerifyMessageNext", Box::new(|h| ck3!(C_VerifyMessageNext, h, nv, 0, nb, 0, nb, 0))),
+        ("C_MessageVerifyFinal", Box::new(|h| ck3!(C_MessageVerifyFinal, h))),
+        // Legacy: no function runs in parallel with the application.
+        ("C_GetFunctionStatus", Box::new(|h| ck3!(C_GetFunctionStatus, h))),
+        ("C_CancelFunction", Box::new(|h| ck3!(C_CancelFunction, h))),
+    ];
+    let mut wrong = vec![];
+    for (name, call) in &calls {
+        let want = if name.ends_with("FunctionStatus") || name.ends_with("CancelFunction") { CKR_FUNCTION_NOT_PARALLEL } else { CKR_FUNCTION_NOT_SUPPORTED };
+        for (h, want) in [(s, want), (s + 0x7777, CKR_SESSION_HANDLE_INVALID)] {
+            let got = call(h);
+            if got != want {
+                wrong.push(format!("{name}(session 0x{h:x}): {} instead of {}", rv_name(got), rv_name(want)));
+            }
+        }
+    }
+    // No slot events to wait for: keyfront's slots are never inserted or removed. (Only the
+    // non-blocking form is called: a blocking one that worked would never return.)
+    let mut event_slot: CK_SLOT_ID = 0;
+    let got = ck3!(C_WaitForSlotEvent, CKF_DONT_BLOCK, &mut event_slot, nv);
+    if got != CKR_FUNCTION_NOT_SUPPORTED {
+        wrong.push(format!("C_WaitForSlotEvent(CKF_DONT_BLOCK): {}", rv_name(got)));
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // The session is unharmed.
+    assert_eq!(random(s, 8).unwrap().len(), 8);
+    close(s).unwrap();
 }
 
 #[test]
@@ -378,4 +489,279 @@ fn cryptoki_high_level_flow() {
     assert!(s.find_objects(&[Attribute::Label(b"ck-aes".to_vec())]).unwrap().is_empty());
     s.logout().unwrap();
     s.close().unwrap();
+}
+
+/// A user session on a token of its own with an AES-128 key (`aes` repeated) and an HMAC key
+/// of 32 bytes (`mac` repeated; SoftHSM2 wants no shorter): (slot, session, AES, HMAC).
+fn session_with_keys(aes: u8, mac: u8) -> (CK_SLOT_ID, CK_SESSION_HANDLE, CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
+    let slot = fx().token();
+    let s = user_session(slot);
+    let key = aes_key(s, &[aes; 16], &[ab(CKA_EXTRACTABLE, true)]);
+    let hmac_key = create(s, &generic_tmpl(&[mac; 32], &[ab(CKA_SIGN, true), ab(CKA_VERIFY, true)])).unwrap();
+    (slot, s, key, hmac_key)
+}
+
+/// Every argument PKCS#11 requires to be non-NULL (a place for a result, or a buffer with a
+/// non-zero length) is checked: `CKR_ARGUMENTS_BAD`, whatever state the session is in. The
+/// operations are started first, so that the NULL is the only thing wrong with each call.
+#[test]
+fn every_null_pointer_is_arguments_bad() {
+    let (slot, s, key, hmac_key) = session_with_keys(0x11, 0x22);
+    let (nb, nl) = (ptr::null_mut::<u8>(), ptr::null_mut::<CK_ULONG>());
+    let (nh, na) = (ptr::null_mut::<CK_OBJECT_HANDLE>(), ptr::null_mut::<CK_ATTRIBUTE>());
+    let mut buf = [0u8; 64];
+    let b = buf.as_mut_ptr();
+    let mut n: CK_ULONG = 64;
+    let mut h: CK_OBJECT_HANDLE = 0;
+    let mut pin = USER_PIN.to_vec();
+    let mut label = padded::<32>("unchanged");
+    let mut value_len = 16 as CK_ULONG;
+    let mut tmpl = [CK_ATTRIBUTE { type_: CKA_VALUE_LEN, pValue: &mut value_len as *mut _ as *mut _, ulValueLen: 8 }];
+    let t = tmpl.as_mut_ptr();
+    let mut keygen = CK_MECHANISM { mechanism: CKM_AES_KEY_GEN, pParameter: ptr::null_mut(), ulParameterLen: 0 };
+    let mut kw = CK_MECHANISM { mechanism: CKM_AES_KEY_WRAP, pParameter: ptr::null_mut(), ulParameterLen: 0 };
+    let mut pairgen = CK_MECHANISM { mechanism: CKM_EC_KEY_PAIR_GEN, pParameter: ptr::null_mut(), ulParameterLen: 0 };
+    let mut derive = CK_MECHANISM { mechanism: CKM_ECDH1_DERIVE, pParameter: ptr::null_mut(), ulParameterLen: 0 };
+    let (kg, kwp, pg, dv) = (&mut keygen as *mut CK_MECHANISM, &mut kw as *mut CK_MECHANISM, &mut pairgen as *mut CK_MECHANISM, &mut derive as *mut CK_MECHANISM);
+    let mut wrapped = [0u8; 24];
+    let w = wrapped.as_mut_ptr();
+
+    let mut cases: Vec<(&str, CK_RV)> = vec![
+        ("C_GetFunctionList(NULL)", ck!(C_GetFunctionList, ptr::null_mut())),
+        ("C_GetInfo(NULL)", ck!(C_GetInfo, ptr::null_mut())),
+        ("C_GetInterfaceList(NULL, NULL)", unsafe { lib().C_GetInterfaceList(ptr::null_mut(), nl) }),
+        ("C_GetInterface(.., NULL)", unsafe { lib().C_GetInterface(ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), 0) }),
+        ("C_GetSlotList(NULL list, NULL count)", ck!(C_GetSlotList, CK_FALSE, ptr::null_mut(), nl)),
+        ("C_GetSlotList(list, NULL count)", ck!(C_GetSlotList, CK_TRUE, [0; 4].as_mut_ptr(), nl)),
+        ("C_GetSlotInfo(NULL)", ck!(C_GetSlotInfo, slot, ptr::null_mut())),
+        ("C_GetTokenInfo(NULL)", ck!(C_GetTokenInfo, slot, ptr::null_mut())),
+        ("C_GetMechanismList(NULL count)", ck!(C_GetMechanismList, slot, ptr::null_mut(), nl)),
+        ("C_GetMechanismInfo(NULL)", ck!(C_GetMechanismInfo, slot, CKM_AES_CBC, ptr::null_mut())),
+        ("C_InitToken(NULL label)", ck!(C_InitToken, slot, SO_PIN.as_ptr() as *mut u8, SO_PIN.len() as CK_ULONG, nb)),
+        ("C_InitToken(NULL PIN, length 8)", ck!(C_InitToken, slot, nb, 8, label.as_mut_ptr())),
+        ("C_OpenSession(NULL handle)", ck!(C_OpenSession, slot, CKF_SERIAL_SESSION, ptr::null_mut(), None, nh)),
+        ("C_GetSessionInfo(NULL)", ck!(C_GetSessionInfo, s, ptr::null_mut())),
+        ("C_Login(NULL PIN, length 4)", ck!(C_Login, s, CKU_USER, nb, 4)),
+        ("C_LoginUser(NULL PIN, length 4)", ck3!(C_LoginUser, s, CKU_USER, nb, 4, nb, 0)),
+        ("C_InitPIN(NULL PIN, length 4)", ck!(C_InitPIN, s, nb, 4)),
+        ("C_SetPIN(NULL old PIN)", ck!(C_SetPIN, s, nb, 4, pin.as_mut_ptr(), pin.len() as CK_ULONG)),
+        ("C_SetPIN(NULL new PIN)", ck!(C_SetPIN, s, pin.as_mut_ptr(), pin.len() as CK_ULONG, nb, 4)),
+        ("C_CreateObject(NULL handle)", ck!(C_CreateObject, s, t, 1, nh)),
+        ("C_CreateObject(NULL template, count 1)", ck!(C_CreateObject, s, na, 1, &mut h)),
+        ("C_CopyObject(NULL handle)", ck!(C_CopyObject, s, key, na, 0, nh)),
+        ("C_CopyObject(NULL template, count 1)", ck!(C_CopyObject, s, key, na, 1, &mut h)),
+        ("C_GetObjectSize(NULL)", ck!(C_GetObjectSize, s, key, nl)),
+        ("C_GetAttributeValue(NULL template, count 1)", ck!(C_GetAttributeValue, s, key, na, 1)),
+        ("C_SetAttributeValue(NULL template, count 1)", ck!(C_SetAttributeValue, s, key, na, 1)),
+        ("C_FindObjectsInit(NULL template, count 1)", ck!(C_FindObjectsInit, s, na, 1)),
+        ("C_GenerateKey(NULL handle)", ck!(C_GenerateKey, s, kg, t, 1, nh)),
+        ("C_GenerateKey(NULL mechanism)", ck!(C_GenerateKey, s, ptr::null_mut(), t, 1, &mut h)),
+        ("C_GenerateKey(NULL template, count 1)", ck!(C_GenerateKey, s, kg, na, 1, &mut h)),
+        ("C_GenerateKeyPair(NULL public handle)", ck!(C_GenerateKeyPair, s, pg, na, 0, na, 0, nh, &mut h)),
+        ("C_GenerateKeyPair(NULL private handle)", ck!(C_GenerateKeyPair, s, pg, na, 0, na, 0, &mut h, nh)),
+        ("C_GenerateKeyPair(NULL mechanism)", ck!(C_GenerateKeyPair, s, ptr::null_mut(), na, 0, na, 0, &mut h, &mut h)),
+        ("C_WrapKey(NULL length)", ck!(C_WrapKey, s, kwp, key, key, w, nl)),
+        ("C_WrapKey(NULL buffer and length)", ck!(C_WrapKey, s, kwp, key, key, nb, nl)),
+        ("C_WrapKey(NULL mechanism)", ck!(C_WrapKey, s, ptr::null_mut(), key, key, w, &mut n)),
+        ("C_UnwrapKey(NULL handle)", ck!(C_UnwrapKey, s, kwp, key, w, 24, t, 0, nh)),
+        ("C_UnwrapKey(NULL wrapped key, length 24)", ck!(C_UnwrapKey, s, kwp, key, nb, 24, t, 0, &mut h)),
+        ("C_UnwrapKey(NULL mechanism)", ck!(C_UnwrapKey, s, ptr::null_mut(), key, w, 24, t, 0, &mut h)),
+        ("C_DeriveKey(NULL handle)", ck!(C_DeriveKey, s, dv, key, t, 0, nh)),
+        ("C_DeriveKey(NULL mechanism)", ck!(C_DeriveKey, s, ptr::null_mut(), key, t, 0, &mut h)),
+        ("C_SeedRandom(NULL, length 4)", ck!(C_SeedRandom, s, nb, 4)),
+        ("C_GenerateRandom(NULL, length 4)", ck!(C_GenerateRandom, s, nb, 4)),
+    ];
+
+    rv(ck!(C_FindObjectsInit, s, na, 0)).unwrap();
+    cases.push(("C_FindObjects(NULL array, max 4)", ck!(C_FindObjects, s, nh, 4, &mut n)));
+    cases.push(("C_FindObjects(NULL count)", ck!(C_FindObjects, s, [0; 4].as_mut_ptr(), 4, nl)));
+    rv(ck!(C_FindObjectsFinal, s)).unwrap();
+
+    let ecb = Mech::new(CKM_AES_ECB);
+    encrypt_init(s, &ecb, key).unwrap();
+    cases.extend([
+        ("C_Encrypt(NULL buffer and length)", ck!(C_Encrypt, s, b, 16, nb, nl)),
+        ("C_Encrypt(buffer, NULL length)", ck!(C_Encrypt, s, b, 16, b, nl)),
+        ("C_Encrypt(NULL data, length 16)", ck!(C_Encrypt, s, nb, 16, b, &mut n)),
+        ("C_EncryptUpdate(NULL buffer and length)", ck!(C_EncryptUpdate, s, b, 16, nb, nl)),
+        ("C_EncryptUpdate(NULL part, length 16)", ck!(C_EncryptUpdate, s, nb, 16, b, &mut n)),
+        ("C_EncryptFinal(NULL length)", ck!(C_EncryptFinal, s, b, nl)),
+    ]);
+    // SoftHSM2 runs one operation at a time in a session: each is ended before the next.
+    let nm = ptr::null_mut::<CK_MECHANISM>();
+    assert_rv(ck!(C_EncryptInit, s, nm, key), CKR_OK);
+    decrypt_init(s, &ecb, key).unwrap();
+    cases.extend([
+        ("C_Decrypt(NULL buffer and length)", ck!(C_Decrypt, s, b, 16, nb, nl)),
+        ("C_Decrypt(NULL data, length 16)", ck!(C_Decrypt, s, nb, 16, b, &mut n)),
+        ("C_DecryptUpdate(buffer, NULL length)", ck!(C_DecryptUpdate, s, b, 16, b, nl)),
+        ("C_DecryptUpdate(NULL part, length 16)", ck!(C_DecryptUpdate, s, nb, 16, b, &mut n)),
+        ("C_DecryptFinal(NULL length)", ck!(C_DecryptFinal, s, nb, nl)),
+    ]);
+    assert_rv(ck!(C_DecryptInit, s, nm, key), CKR_OK);
+    digest_init(s, CKM_SHA256).unwrap();
+    cases.extend([
+        ("C_Digest(NULL buffer and length)", ck!(C_Digest, s, b, 3, nb, nl)),
+        ("C_Digest(NULL data, length 3)", ck!(C_Digest, s, nb, 3, b, &mut n)),
+        ("C_DigestUpdate(NULL part, length 3)", ck!(C_DigestUpdate, s, nb, 3)),
+        ("C_DigestFinal(NULL length)", ck!(C_DigestFinal, s, b, nl)),
+    ]);
+    let hmac = Mech::new(CKM_SHA256_HMAC);
+    sign_init(s, &hmac, hmac_key).unwrap();
+    cases.extend([
+        ("C_Sign(NULL buffer and length)", ck!(C_Sign, s, b, 3, nb, nl)),
+        ("C_Sign(NULL data, length 3)", ck!(C_Sign, s, nb, 3, b, &mut n)),
+        ("C_SignUpdate(NULL part, length 3)", ck!(C_SignUpdate, s, nb, 3)),
+        ("C_SignFinal(NULL length)", ck!(C_SignFinal, s, b, nl)),
+    ]);
+    assert_rv(ck!(C_SignInit, s, nm, hmac_key), CKR_OK);
+    verify_init(s, &hmac, hmac_key).unwrap();
+    cases.extend([
+        ("C_Verify(NULL data, length 3)", ck!(C_Verify, s, nb, 3, b, 32)),
+        ("C_Verify(NULL signature, length 32)", ck!(C_Verify, s, b, 3, nb, 32)),
+        ("C_VerifyUpdate(NULL part, length 3)", ck!(C_VerifyUpdate, s, nb, 3)),
+        ("C_VerifyFinal(NULL signature, length 32)", ck!(C_VerifyFinal, s, nb, 32)),
+    ]);
+
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter(|(_, got)| *got != CKR_ARGUMENTS_BAD)
+        .map(|(what, got)| format!("{what}: {}", rv_name(*got)))
+        .collect();
+    assert!(wrong.is_empty(), "expected CKR_ARGUMENTS_BAD from each of:\n{wrong:#?}");
+    // Nothing was changed or made by the refused calls.
+    assert_eq!(trimmed(&token_info(slot).unwrap().label), "test");
+    logout(s).unwrap();
+    login(s, CKU_USER, USER_PIN).unwrap();
+    close(s).unwrap();
+}
+
+/// `C_*Init` with a NULL mechanism ends the active operation of its kind and nothing else
+/// (PKCS#11 3.0: "can be called with pMechanism set to NULL_PTR to terminate an active ...
+/// operation"); with none active it has nothing to do and says `CKR_OK`.
+#[test]
+fn init_with_null_mechanism_ends_the_operation() {
+    let (_, s, key, hmac_key) = session_with_keys(0x33, 0x44);
+    let (ecb, hmac) = (Mech::new(CKM_AES_ECB), Mech::new(CKM_SHA256_HMAC));
+    let block = [0x5au8; 16];
+    let ct = encrypt(s, &ecb, key, &block).unwrap();
+    let mac = sign(s, &hmac, hmac_key, b"abc").unwrap();
+    let nm = ptr::null_mut::<CK_MECHANISM>();
+    let end = |kind: &str| -> CK_RV {
+        match kind {
+            "encrypt" => ck!(C_EncryptInit, s, nm, key),
+            "decrypt" => ck!(C_DecryptInit, s, nm, key),
+            "digest" => ck!(C_DigestInit, s, nm),
+            "sign" => ck!(C_SignInit, s, nm, hmac_key),
+            _ => ck!(C_VerifyInit, s, nm, hmac_key),
+        }
+    };
+    let once = |kind: &str| -> R<Vec<u8>> {
+        let d = b"abc";
+        match kind {
+            "encrypt" => two_call(|o, l| ck!(C_Encrypt, s, block.as_ptr() as *mut u8, 16, o, l)),
+            "decrypt" => two_call(|o, l| ck!(C_Decrypt, s, ct.as_ptr() as *mut u8, 16, o, l)),
+            "digest" => two_call(|o, l| ck!(C_Digest, s, d.as_ptr() as *mut u8, 3, o, l)),
+            "sign" => two_call(|o, l| ck!(C_Sign, s, d.as_ptr() as *mut u8, 3, o, l)),
+            _ => rv(ck!(C_Verify, s, d.as_ptr() as *mut u8, 3, mac.as_ptr() as *mut u8, 32)).map(|()| vec![]),
+        }
+    };
+    let start = |kind: &str| -> R<()> {
+        match kind {
+            "encrypt" => encrypt_init(s, &ecb, key),
+            "decrypt" => decrypt_init(s, &ecb, key),
+            "digest" => digest_init(s, CKM_SHA256),
+            "sign" => sign_init(s, &hmac, hmac_key),
+            _ => verify_init(s, &hmac, hmac_key),
+        }
+    };
+    let want = |kind: &str| -> Vec<u8> {
+        match kind {
+            "encrypt" => ct.clone(),
+            "decrypt" => block.to_vec(),
+            "digest" => hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            "sign" => mac.clone(),
+            _ => vec![],
+        }
+    };
+    for kind in ["encrypt", "decrypt", "digest", "sign", "verify"] {
+        assert_rv(end(kind), CKR_OK);
+        start(kind).unwrap();
+        expect_rv(start(kind), CKR_OPERATION_ACTIVE);
+        // A digest runs beside it (in keyfront on either backend): it must survive.
+        let beside = kind != "digest";
+        if beside {
+            digest_init(s, CKM_SHA256).unwrap();
+        }
+        assert_rv(end(kind), CKR_OK);
+        expect_rv(once(kind), CKR_OPERATION_NOT_INITIALIZED);
+        assert_rv(end(kind), CKR_OK);
+        if beside {
+            assert_eq!(digest_update(s, b"abc").and_then(|()| digest_final(s)).unwrap(), want("digest"), "{kind}: the digest beside it");
+        }
+        // A new operation of the kind starts and works (the vendor's was ended too).
+        start(kind).unwrap();
+        assert_eq!(once(kind).unwrap(), want(kind), "{kind} after the NULL-mechanism end");
+    }
+    assert_rv(ck!(C_EncryptInit, 0x7777_7777, nm, key), CKR_SESSION_HANDLE_INVALID);
+    close(s).unwrap();
+}
+
+/// The length protocol of the multi-part steps not covered in aes.rs and digest_mac.rs:
+/// a NULL buffer asks for the length, too small a buffer gets `CKR_BUFFER_TOO_SMALL` with
+/// it, and neither ends the operation (the retry gets the output).
+#[test]
+fn multi_part_length_queries_keep_the_operation() {
+    let (_, s, key, hmac_key) = session_with_keys(0x66, 0x77);
+    let cbc = Mech::bytes(CKM_AES_CBC, &[0x01; 16]);
+    let pt: Vec<u8> = (0u8..32).collect();
+    let ct = encrypt(s, &cbc, key, &pt).unwrap();
+    let mut buf = [0u8; 64];
+    // One C_EncryptUpdate or C_DecryptUpdate of `input` into `room` bytes of `buf`, or into
+    // a NULL buffer (`room` None): the code and the length it reports.
+    let mut update = |decrypt: bool, input: &[u8], room: Option<usize>| -> (CK_RV, CK_ULONG, Vec<u8>) {
+        let f = if decrypt { funcs().C_DecryptUpdate } else { funcs().C_EncryptUpdate }.unwrap();
+        let mut n = room.unwrap_or(0) as CK_ULONG;
+        let out = room.map_or(ptr::null_mut(), |_| buf.as_mut_ptr());
+        let code = unsafe { f(s, input.as_ptr() as *mut u8, input.len() as CK_ULONG, out, &mut n) };
+        (code, n, buf[..(n as usize).min(room.unwrap_or(0))].to_vec())
+    };
+
+    // C_EncryptUpdate: the query says 32 and the call then delivers those 32 bytes.
+    encrypt_init(s, &cbc, key).unwrap();
+    assert_eq!(update(false, &pt, None), (CKR_OK, 32, vec![]));
+    assert_eq!(update(false, &pt, Some(64)), (CKR_OK, 32, ct.clone()));
+    assert_eq!(two_call(|o, l| ck!(C_EncryptFinal, s, o, l)).unwrap(), Vec::<u8>::new());
+
+    // C_DecryptUpdate: the query, then too small a buffer (which learns the length needed),
+    // then the right one.
+    decrypt_init(s, &cbc, key).unwrap();
+    assert_eq!(update(true, &ct, None), (CKR_OK, 32, vec![]));
+    assert_eq!(update(true, &ct, Some(16)).0, CKR_BUFFER_TOO_SMALL);
+    assert_eq!(update(true, &ct, Some(16)).1, 32, "CKR_BUFFER_TOO_SMALL reports the length needed");
+    assert_eq!(update(true, &ct, Some(32)), (CKR_OK, 32, pt.clone()));
+    assert_eq!(two_call(|o, l| ck!(C_DecryptFinal, s, o, l)).unwrap(), Vec::<u8>::new());
+
+    // C_SignFinal, C_DigestFinal: the query, then the output; then the operation is over.
+    let mut finish = |f: CK_C_SignFinal, room: Option<usize>| -> (CK_RV, CK_ULONG, Vec<u8>) {
+        let mut n = room.unwrap_or(0) as CK_ULONG;
+        let out = room.map_or(ptr::null_mut(), |_| buf.as_mut_ptr());
+        let code = unsafe { f.unwrap()(s, out, &mut n) };
+        (code, n, buf[..(n as usize).min(room.unwrap_or(0))].to_vec())
+    };
+    let hmac = Mech::new(CKM_SHA256_HMAC);
+    let mac = sign(s, &hmac, hmac_key, &pt).unwrap();
+    sign_init(s, &hmac, hmac_key).unwrap();
+    rv(ck!(C_SignUpdate, s, pt.as_ptr() as *mut u8, 32)).unwrap();
+    assert_eq!(finish(funcs().C_SignFinal, None), (CKR_OK, 32, vec![]));
+    assert_eq!(finish(funcs().C_SignFinal, Some(64)), (CKR_OK, 32, mac), "the MAC equals the single-part one");
+    assert_eq!(finish(funcs().C_SignFinal, Some(64)).0, CKR_OPERATION_NOT_INITIALIZED);
+
+    digest_init(s, CKM_SHA256).unwrap();
+    digest_update(s, b"abc").unwrap();
+    let abc = hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(finish(funcs().C_DigestFinal, None), (CKR_OK, 32, vec![]));
+    assert_eq!(finish(funcs().C_DigestFinal, Some(64)), (CKR_OK, 32, abc));
+    assert_eq!(finish(funcs().C_DigestFinal, Some(64)).0, CKR_OPERATION_NOT_INITIALIZED);
+    close(s).unwrap();
 }

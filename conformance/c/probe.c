@@ -224,6 +224,9 @@ static int probe_interface(const char *module)
 	if (rv == CKR_OK && iface && iface->pFunctionList) {
 		CK_VERSION *fv = iface->pFunctionList;
 		printf("   default interface version %u.%u\n", fv->major, fv->minor);
+		/* keyfront's default is its newest interface. */
+		step(fv->major == 3 && fv->minor == 0,
+		     "the default interface is version 3.0", 0);
 	}
 
 	/* A version the module does not offer must not yield another one. */

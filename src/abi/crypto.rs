@@ -4,11 +4,31 @@ use cryptoki_sys::*;
 
 use super::args::{bytes, mechanism, out, output, set_len, template};
 use super::ck_fn;
-use crate::core::module;
+use crate::core::{module, Module};
+use crate::error::Result;
+use crate::mechanism::Mechanism;
+
+/// A `C_*Init` whose NULL mechanism ends the active operation of its kind instead of
+/// starting one: PKCS#11 3.0 says each of `C_EncryptInit`, `C_DecryptInit`, `C_DigestInit`,
+/// `C_SignInit` and `C_VerifyInit` "can be called with pMechanism set to NULL_PTR to
+/// terminate an active ... operation". With none active there is nothing to end: `CKR_OK`,
+/// as `C_SessionCancel` answers.
+unsafe fn init_or_end(
+    session: CK_SESSION_HANDLE,
+    ptr: *const CK_MECHANISM,
+    kind: CK_FLAGS,
+    init: impl FnOnce(&Module, &Mechanism) -> Result<()>,
+) -> Result<()> {
+    let module = module()?;
+    if ptr.is_null() {
+        return module.cancel(session, kind);
+    }
+    init(&module, &mechanism(ptr)?)
+}
 
 ck_fn! {
     fn C_EncryptInit(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM, hKey: CK_OBJECT_HANDLE) {
-        module()?.cipher_init(hSession, &mechanism(pMechanism)?, hKey, true)
+        init_or_end(hSession, pMechanism, CKF_ENCRYPT, |m, mech| m.cipher_init(hSession, mech, hKey, true))
     }
 
     fn C_Encrypt(hSession: CK_SESSION_HANDLE, pData: *mut CK_BYTE, ulDataLen: CK_ULONG, pEncryptedData: *mut CK_BYTE, pulEncryptedDataLen: *mut CK_ULONG) {
@@ -29,7 +49,7 @@ ck_fn! {
     }
 
     fn C_DecryptInit(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM, hKey: CK_OBJECT_HANDLE) {
-        module()?.cipher_init(hSession, &mechanism(pMechanism)?, hKey, false)
+        init_or_end(hSession, pMechanism, CKF_DECRYPT, |m, mech| m.cipher_init(hSession, mech, hKey, false))
     }
 
     fn C_Decrypt(hSession: CK_SESSION_HANDLE, pEncryptedData: *mut CK_BYTE, ulEncryptedDataLen: CK_ULONG, pData: *mut CK_BYTE, pulDataLen: *mut CK_ULONG) {
@@ -50,7 +70,7 @@ ck_fn! {
     }
 
     fn C_DigestInit(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM) {
-        module()?.digest_init(hSession, &mechanism(pMechanism)?)
+        init_or_end(hSession, pMechanism, CKF_DIGEST, |m, mech| m.digest_init(hSession, mech))
     }
 
     fn C_Digest(hSession: CK_SESSION_HANDLE, pData: *mut CK_BYTE, ulDataLen: CK_ULONG, pDigest: *mut CK_BYTE, pulDigestLen: *mut CK_ULONG) {
@@ -73,7 +93,7 @@ ck_fn! {
     }
 
     fn C_SignInit(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM, hKey: CK_OBJECT_HANDLE) {
-        module()?.sign_init(hSession, &mechanism(pMechanism)?, hKey, true)
+        init_or_end(hSession, pMechanism, CKF_SIGN, |m, mech| m.sign_init(hSession, mech, hKey, true))
     }
 
     fn C_Sign(hSession: CK_SESSION_HANDLE, pData: *mut CK_BYTE, ulDataLen: CK_ULONG, pSignature: *mut CK_BYTE, pulSignatureLen: *mut CK_ULONG) {
@@ -92,7 +112,7 @@ ck_fn! {
     }
 
     fn C_VerifyInit(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM, hKey: CK_OBJECT_HANDLE) {
-        module()?.sign_init(hSession, &mechanism(pMechanism)?, hKey, false)
+        init_or_end(hSession, pMechanism, CKF_VERIFY, |m, mech| m.sign_init(hSession, mech, hKey, false))
     }
 
     fn C_Verify(hSession: CK_SESSION_HANDLE, pData: *mut CK_BYTE, ulDataLen: CK_ULONG, pSignature: *mut CK_BYTE, ulSignatureLen: CK_ULONG) {

@@ -59,3 +59,36 @@ macro_rules! ck_fn {
     )*};
 }
 pub(crate) use ck_fn;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::rv;
+    use crate::logging::capture::logged;
+
+    fn warn_and_up() -> tracing_subscriber::EnvFilter {
+        tracing_subscriber::EnvFilter::new("warn")
+    }
+
+    #[test]
+    fn a_panic_becomes_general_error_and_is_logged() {
+        // Both payload types a panic carries: `String` (formatted) and `&str` (a literal).
+        let (log, code) = logged(warn_and_up(), || guard("C_Formatted", || panic!("slot {} broke", 7)));
+        assert_eq!(code, CKR_GENERAL_ERROR);
+        assert!(log.contains("ERROR") && log.contains("C_Formatted: internal panic: slot 7 broke"), "{log}");
+        let (log, code) = logged(warn_and_up(), || guard("C_Literal", || panic!("plain words")));
+        assert_eq!(code, CKR_GENERAL_ERROR);
+        assert!(log.contains("C_Literal: internal panic: plain words"), "{log}");
+    }
+
+    #[test]
+    fn results_pass_through_unlogged_below_warn() {
+        let (log, code) = logged(warn_and_up(), || guard("C_Fine", || Ok(())));
+        assert_eq!((code, log.as_str()), (CKR_OK, ""));
+        let (log, code) = logged(warn_and_up(), || guard("C_Refused", || Err(rv(CKR_ARGUMENTS_BAD))));
+        assert_eq!((code, log.as_str()), (CKR_ARGUMENTS_BAD, ""), "a caller's mistake is a debug line only");
+        let (log, code) = logged(warn_and_up(), || guard("C_Broken", || Err(rv(CKR_DEVICE_ERROR))));
+        assert_eq!(code, CKR_DEVICE_ERROR);
+        assert!(log.contains("ERROR") && log.contains("C_Broken") && !log.contains("panic"), "{log}");
+    }
+}
