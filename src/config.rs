@@ -284,11 +284,15 @@ pub fn parse(text: &str) -> std::result::Result<Vec<SlotConfig>, String> {
         .collect();
     if !weak.is_empty() {
         // Allowed, for tests and benchmarks; a PIN guessed offline from a stolen token file
-        // costs an attacker that many times less.
-        tracing::warn!(
+        // costs an attacker that many times less. Said once per process and configuration,
+        // not at every C_Initialize of a process that initialises again and again.
+        let message = format!(
             "pin_kdf_iterations below the recommended {DEFAULT_KDF_ITERATIONS} for {}: PINs set there are cheaper to guess from a copy of the token file",
             weak.join(", ")
         );
+        if first_time(&WEAK_KDF_WARNED, &message) {
+            tracing::warn!("{message}");
+        }
     }
     Ok(slots.into_iter().map(|(_, s)| s).collect())
 }
@@ -424,6 +428,19 @@ fn default_slot() -> Result<SlotConfig> {
         kind: SlotKind::Soft { path: data_dir()?.join("soft.db"), kdf_iterations: DEFAULT_KDF_ITERATIONS },
         policy: SlotPolicy::default(),
     })
+}
+
+/// The last weak-KDF warning given, as a hash (an atomic, not a lock: a forked child must
+/// never find it held).
+static WEAK_KDF_WARNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether `message` differs from the one `last` saw before; records it.
+fn first_time(last: &std::sync::atomic::AtomicU64, message: &str) -> bool {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    message.hash(&mut hasher);
+    let hash = hasher.finish();
+    last.swap(hash, std::sync::atomic::Ordering::Relaxed) != hash
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Logging through `tracing`: level from `KEYFRONT_LOG` (default `warn`), output to the file
 //! named by `KEYFRONT_LOG_FILE` or stderr. Nothing secret is ever passed to a log macro.
 
+use std::os::fd::AsFd;
 use std::sync::Once;
 
 use tracing_subscriber::EnvFilter;
@@ -26,13 +27,17 @@ pub fn init() {
         let file = std::env::var_os("KEYFRONT_LOG_FILE")
             .filter(|p| !p.is_empty())
             .and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok());
+        // Lines are written through `&File`: one write(2) per line and no lock of the
+        // process's own. A `Mutex<File>`, or std's stderr (locked during each write), held
+        // by a parent thread at the moment another thread forks stays locked for ever in
+        // the child, whose first log line would then hang.
+        use std::io::IsTerminal;
+        let ansi = file.is_none() && std::io::stderr().is_terminal();
+        let stderr = || std::io::stderr().as_fd().try_clone_to_owned().ok().map(std::fs::File::from);
         // The host application may have its own subscriber; then ours stays out of the way.
-        let _ = match file {
-            Some(f) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).try_init(),
-            None => {
-                use std::io::IsTerminal;
-                builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).try_init()
-            }
+        let _ = match file.or_else(stderr) {
+            Some(f) => builder.with_ansi(ansi).with_writer(std::sync::Arc::new(f)).try_init(),
+            None => builder.with_ansi(ansi).with_writer(std::io::stderr).try_init(),
         };
     });
 }
