@@ -28,6 +28,33 @@ pub enum SlotKind {
     VaultTransit(VaultSlotConfig),
 }
 
+impl SlotKind {
+    /// Relative file paths are taken from the configuration file's folder, not from the
+    /// working directory of whichever program loads the module (the same file would name
+    /// another token for each). A vendor module given by bare name (no `/`) is left to the
+    /// dynamic loader's search, as `dlopen` does.
+    fn rebase(&mut self, dir: &Path) {
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        match self {
+            SlotKind::Soft { path, .. } => rebase(path),
+            SlotKind::Pkcs11(f) => {
+                if f.module.components().count() > 1 {
+                    rebase(&mut f.module);
+                }
+            }
+            SlotKind::AwsKms(a) => a.cloud.ca_file.iter_mut().for_each(rebase),
+            SlotKind::VaultTransit(v) => {
+                v.cloud.ca_file.iter_mut().for_each(rebase);
+                v.token_file.iter_mut().for_each(rebase);
+            }
+        }
+    }
+}
+
 /// What every cloud slot has.
 #[derive(Clone, Debug)]
 pub struct CloudSlotConfig {
@@ -253,7 +280,13 @@ pub fn load() -> Result<Vec<SlotConfig>> {
 pub fn load_file(path: &Path) -> Result<Vec<SlotConfig>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("{}: cannot read: {e}", path.display())))?;
-    parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    let mut slots = parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    if let Some(dir) = path.parent() {
+        for slot in &mut slots {
+            slot.kind.rebase(dir);
+        }
+    }
+    Ok(slots)
 }
 
 /// Parses a configuration; the error names the line and the problem. A problem toml does not
@@ -512,6 +545,30 @@ mod tests {
             parse("[[slot]]\nkind = \"soft\"\npath = \"a\"\npin_kdf_iterations = 600000\n").unwrap()
         });
         assert_eq!(log, "", "600,000 and up is not warned about");
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_configuration_files_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keyfront.toml");
+        std::fs::write(
+            &file,
+            "[[slot]]\nkind = \"soft\"\npath = \"tokens/a.db\"\n\n\
+             [[slot]]\nkind = \"soft\"\npath = \"/var/lib/b.db\"\n\n\
+             [[slot]]\nkind = \"pkcs11\"\nmodule = \"libsofthsm2.so\"\ntoken_label = \"t\"\n\n\
+             [[slot]]\nkind = \"pkcs11\"\nmodule = \"vendor/lib.so\"\ntoken_label = \"t\"\n\n\
+             [[slot]]\nkind = \"vault-transit\"\naddress = \"https://v:8200\"\ntoken_file = \"token\"\nca_file = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let slots = load_file(&file).unwrap();
+        let d = dir.path();
+        assert!(matches!(&slots[0].kind, SlotKind::Soft { path, .. } if *path == d.join("tokens/a.db")));
+        assert!(matches!(&slots[1].kind, SlotKind::Soft { path, .. } if *path == Path::new("/var/lib/b.db")));
+        assert!(matches!(&slots[2].kind, SlotKind::Pkcs11(f) if f.module == Path::new("libsofthsm2.so")), "a bare name is the loader's to find");
+        assert!(matches!(&slots[3].kind, SlotKind::Pkcs11(f) if f.module == d.join("vendor/lib.so")));
+        let SlotKind::VaultTransit(v) = &slots[4].kind else { panic!("not vault") };
+        assert_eq!(v.token_file.as_deref(), Some(d.join("token").as_path()));
+        assert_eq!(v.cloud.ca_file.as_deref(), Some(d.join("ca.pem").as_path()));
     }
 
     #[test]
