@@ -16,6 +16,14 @@ fn set(v: Vec<CK_OBJECT_HANDLE>) -> BTreeSet<CK_OBJECT_HANDLE> {
     v.into_iter().collect()
 }
 
+/// The code a call returned, CKR_OK included.
+fn code_of<T>(r: R<T>) -> CK_RV {
+    match r {
+        Ok(_) => CKR_OK,
+        Err(Ck(code)) => code,
+    }
+}
+
 /// What a template adds for a secret key that a test wants sensitive by default: nothing
 /// on keyfront's soft token, whose default it is; `CKA_SENSITIVE = true` on SoftHSM2, whose
 /// secret keys are not sensitive unless the template says so (create_data_and_secret_keys
@@ -315,6 +323,60 @@ fn copy_object() {
     let d = create(s, &data_tmpl("data", &[])).unwrap();
     let d2 = copy(s, d, &[av(CKA_LABEL, "data-copy")]).unwrap();
     assert_eq!(get_attr(s, d2, CKA_VALUE).unwrap(), b"data");
+    close(s).unwrap();
+}
+
+/// A public (CKA_PRIVATE false) token key's value is sealed like every key value on
+/// keyfront's soft token, and with nobody logged in this process cannot open it: whatever
+/// needs the value says so (CKR_USER_NOT_LOGGED_IN) rather than act on the key without it.
+/// A copy made then was once stored without CKA_VALUE, unusable for good. SoftHSM2 keeps
+/// the values of public objects in clear and serves them without a login.
+#[test]
+fn public_token_key_value_needs_login() {
+    let slot = fx().token();
+    let s = user_session(slot);
+    let ecb = Mech::new(CKM_AES_ECB);
+    let value = [0x42u8; 16];
+    let public = [ab(CKA_TOKEN, true), ab(CKA_PRIVATE, false), ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)];
+    let k = aes_key(s, &value, &merge(public.to_vec(), &[av(CKA_LABEL, "pub-key")]));
+    let want = encrypt(s, &ecb, k, &BLOCK).unwrap();
+    logout(s).unwrap();
+    let wrapping = aes_key(s, &[7; 16], &[ab(CKA_PRIVATE, false), ab(CKA_WRAP, true)]);
+
+    let by_value = [au(CKA_CLASS, CKO_SECRET_KEY), av(CKA_VALUE, value)];
+    let found_by_value = if backend().is_soft() { vec![] } else { vec![k] };
+    assert_eq!(find(s, &by_value).unwrap(), found_by_value, "find by the sealed value, logged out");
+    let not_logged_in = by_backend(CKR_USER_NOT_LOGGED_IN, CKR_OK);
+    // A token copy (the bug: an RW public session), and a session copy.
+    for template in [vec![], vec![ab(CKA_TOKEN, false)]] {
+        match copy(s, k, &template) {
+            Err(Ck(code)) => assert_rv(code, not_logged_in),
+            Ok(c) => {
+                assert_rv(CKR_OK, not_logged_in);
+                assert_eq!(encrypt(s, &ecb, c, &BLOCK).unwrap(), want, "SoftHSM2's copy made logged out");
+                destroy(s, c).unwrap();
+            }
+        }
+    }
+    assert_eq!(find_label(s, "pub-key"), vec![k], "a failed copy left a token object behind");
+    assert_rv(code_of(encrypt(s, &ecb, k, &BLOCK).map(|ct| assert_eq!(ct, want))), not_logged_in);
+    assert_rv(code_of(wrap(s, &Mech::new(CKM_AES_KEY_WRAP), wrapping, k)), not_logged_in);
+    // C_GetAttributeValue has no CKR_USER_NOT_LOGGED_IN: the value is unavailable, the rest
+    // is read as usual.
+    match get_attr(s, k, CKA_VALUE) {
+        Ok(v) if backend().is_forwarded() => assert_eq!(v, value),
+        other => expect_rv(other, CKR_ATTRIBUTE_SENSITIVE),
+    }
+    assert_eq!(label_of(s, k), "pub-key");
+    digest_init(s, CKM_SHA256).unwrap();
+    // keyfront digests locally, and cannot read a forwarded token's key at all.
+    assert_rv(ck!(C_DigestKey, s, k), by_backend(CKR_USER_NOT_LOGGED_IN, CKR_KEY_INDIGESTIBLE));
+
+    login(s, CKU_USER, USER_PIN).unwrap();
+    let c = copy(s, k, &[av(CKA_LABEL, "pub-copy")]).unwrap();
+    assert_eq!(get_attr(s, c, CKA_VALUE).unwrap(), value);
+    assert_eq!(encrypt(s, &ecb, c, &BLOCK).unwrap(), want);
+    assert_eq!(set(find(s, &by_value).unwrap()), set(vec![k, c]));
     close(s).unwrap();
 }
 

@@ -270,6 +270,15 @@ impl Module {
                     self.objects.forget(handle);
                     return Err(e);
                 }
+                Err(e) if e.rv() == CKR_USER_NOT_LOGGED_IN && with_secrets => {
+                    // Its sealed values cannot be opened without a login. A private object
+                    // is not visible at all then, and says so first.
+                    let object = self.read_token_object(slot, handle, id, false)?;
+                    if object.is_private() && !slot.user_logged_in() {
+                        return Err(rv(CKR_OBJECT_HANDLE_INVALID));
+                    }
+                    return Err(e);
+                }
                 Err(e) => return Err(e),
             },
             // Remote objects are never read here: the remote paths take them first.
@@ -394,7 +403,13 @@ impl Module {
             .iter()
             .any(|&t| policy::must_seal(&found.object, t) && policy::is_readable(&found.object, t));
         if wants_secret && found.is_token() {
-            found = self.find_object(&session, handle, true)?;
+            match self.find_object(&session, handle, true) {
+                Ok(opened) => found = opened,
+                // Not a code C_GetAttributeValue may return: the sealed values are reported
+                // as unavailable below, the others as usual.
+                Err(e) if e.rv() == CKR_USER_NOT_LOGGED_IN => {}
+                Err(e) => return Err(e),
+            }
         }
         let object = &found.object;
         Ok(types

@@ -142,8 +142,10 @@ impl SoftToken {
             })?;
         let mut stmt = conn.prepare_cached("SELECT type, value, sealed FROM attributes WHERE object_id = ?1")?;
         let mut rows = stmt.query(params![id])?;
-        // Sealed values are opened only when asked for and when this process holds the
-        // token key; otherwise they are left out and the core treats them as unreadable.
+        // Sealed values are opened only when asked for. Asked for without the token key
+        // (nobody logged in in this process), the read fails rather than leave them out: a
+        // caller that wanted them would otherwise act on an object without its key value
+        // (a copy stored without CKA_VALUE, say).
         let key = if with_secrets { self.token_key.read().clone() } else { None };
         let mut object = Object::new();
         while let Some(row) = rows.next()? {
@@ -155,6 +157,8 @@ impl SoftToken {
             } else if let Some(key) = &key {
                 let opened = key.open(&uid, ty, value)?;
                 object.set(ty, opened.to_vec());
+            } else if with_secrets {
+                return Err(rv(CKR_USER_NOT_LOGGED_IN));
             }
         }
         Ok(object)
@@ -350,7 +354,9 @@ impl Backend for SoftToken {
         for id in ids {
             let object = match self.load(&conn, id, true) {
                 Ok(o) => o,
-                Err(e) if e.rv() == CKR_OBJECT_HANDLE_INVALID => continue,
+                // Destroyed meanwhile, or sealed values this process cannot open: a value
+                // that cannot be read does not match.
+                Err(e) if matches!(e.rv(), CKR_OBJECT_HANDLE_INVALID | CKR_USER_NOT_LOGGED_IN) => continue,
                 Err(e) => return Err(e),
             };
             if object.matches(&rest) {
