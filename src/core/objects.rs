@@ -212,6 +212,45 @@ impl ObjectTable {
         }
     }
 
+    /// The slot's token handles, each with whether its object is private where the cache
+    /// knows (an object's CKA_PRIVATE never changes, so any cached read tells).
+    fn token_entries(&self, slot_id: CK_SLOT_ID) -> Vec<(CK_OBJECT_HANDLE, ObjectId, Option<bool>)> {
+        let entries = self.entries.read();
+        let on_slot = entries.iter().filter(|(_, e)| e.slot_id == slot_id);
+        on_slot
+            .filter_map(|(h, e)| match &e.location {
+                Location::Token { id, cache } => Some((*h, *id, cache.load().as_ref().map(|c| c.object.is_private()))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Destroys the private session objects made on a slot (those in this process's memory;
+    /// a remote token destroys its own at its logout).
+    fn drop_private_session_objects(&self, slot_id: CK_SLOT_ID) {
+        self.entries.write().retain(|_, e| {
+            e.slot_id != slot_id || !matches!(&e.location, Location::Session { object, .. } if object.load().is_private())
+        });
+    }
+
+    /// Forgets these handles: they are invalid from now on, and the objects get new ones
+    /// when found again.
+    fn forget_all(&self, handles: &[CK_OBJECT_HANDLE]) {
+        // Lock order, everywhere both are held: `token_handles`, then `entries`.
+        let mut token_handles = self.token_handles.write();
+        let mut entries = self.entries.write();
+        for handle in handles {
+            if let Some(Entry { slot_id, location: Location::Token { id, .. } | Location::Remote { id, .. } }) = entries.remove(handle) {
+                token_handles.remove(&(slot_id, id));
+            }
+        }
+    }
+
+    /// Whether `handle` still names an object (for handles a search found earlier).
+    fn is_live(&self, handle: CK_OBJECT_HANDLE) -> bool {
+        self.entries.read().contains_key(&handle)
+    }
+
     /// Drops every session object and token handle of a slot (after `C_InitToken`).
     pub fn drop_slot(&self, slot_id: CK_SLOT_ID) {
         self.entries.write().retain(|_, e| e.slot_id != slot_id);
@@ -304,6 +343,46 @@ impl Module {
         let object = Arc::new(slot.backend.read_object(id, with_secrets)?);
         cache.store(Some(Arc::new(CachedObject { generation, login_epoch, with_secrets, object: object.clone() })));
         Ok(object)
+    }
+
+    /// What a logout does to objects (PKCS#11 3.0 §5.6, C_Logout): the private session
+    /// objects are destroyed, and the handles of private token objects become invalid for
+    /// good (a new login finds the objects under new handles). Public objects keep theirs.
+    /// Runs while the slot's login state cannot change.
+    pub(super) fn forget_private_objects(&self, slot: &Slot) {
+        if slot.backend.is_remote() {
+            // The forwarded token invalidates its own handles and destroys its own private
+            // session objects at its C_Logout; keyfront's handles to them then fail there.
+            return;
+        }
+        self.objects.drop_private_session_objects(slot.id);
+        // The handles are listed before the token is asked which objects are public: every
+        // listed object existed before the question, so a public one is in the answer.
+        let tokens = self.objects.token_entries(slot.id);
+        let public: Option<std::collections::HashSet<ObjectId>> = if tokens.iter().all(|(_, _, private)| private.is_some()) {
+            Some(Default::default())
+        } else {
+            match slot.backend.find_objects(&AttributeTemplate::new(), false) {
+                Ok(ids) => Some(ids.into_iter().collect()),
+                Err(e) => {
+                    tracing::warn!(slot = slot.id, "public objects not listed at logout, read one by one: {e}");
+                    None
+                }
+            }
+        };
+        let private = |id: ObjectId| match &public {
+            Some(public) => !public.contains(&id),
+            // Unreadable counts as private: an invalid handle is found again, a private
+            // object's handle must not outlive the login.
+            None => slot.backend.read_object(id, false).map_or(true, |o| o.is_private()),
+        };
+        let doomed: Vec<CK_OBJECT_HANDLE> = tokens
+            .into_iter()
+            .filter(|&(_, id, known)| known.unwrap_or_else(|| private(id)))
+            .map(|(handle, _, _)| handle)
+            .collect();
+        self.objects.forget_all(&doomed);
+        self.objects.clear_cache(slot.id);
     }
 
     /// Checks the session may write an object with these properties.
@@ -500,7 +579,8 @@ impl Module {
         let session = self.sessions.get(session)?;
         let mut session = session.lock();
         let found = session.find.as_mut().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
-        Ok(found.take(max).collect())
+        // A logout since the search began invalidated the handles of private objects.
+        Ok(found.filter(|h| self.objects.is_live(*h)).take(max).collect())
     }
 
     pub fn find_final(&self, session: CK_SESSION_HANDLE) -> Result<()> {

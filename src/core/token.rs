@@ -84,7 +84,7 @@ impl Module {
         // A counter, not a scan of the session table: threads opening and closing sessions
         // would all read every shard of it.
         if slot.session_closed() {
-            slot.logout_all();
+            slot.logout_all_then(|| self.forget_private_objects(slot));
             self.objects.clear_cache(slot_id);
         }
         Ok(())
@@ -100,7 +100,7 @@ impl Module {
                 self.remote_session_closed(handle, slot_id, remote);
             }
         }
-        slot.logout_all();
+        slot.logout_all_then(|| self.forget_private_objects(slot));
         self.objects.clear_cache(slot_id);
         Ok(())
     }
@@ -164,7 +164,7 @@ impl Module {
 
     pub fn logout(&self, handle: CK_SESSION_HANDLE) -> Result<()> {
         let (slot, _) = self.session_slot(handle)?;
-        slot.logout()?;
+        slot.logout(|| self.forget_private_objects(slot))?;
         self.objects.clear_cache(slot.id);
         Ok(())
     }
