@@ -324,25 +324,7 @@ impl Backend for SoftToken {
         // opening the candidates.
         let (sealable, indexed): (Vec<_>, Vec<_>) =
             template.iter().partition(|(ty, _)| is_secret_component(CKO_SECRET_KEY, *ty) || *ty == CKA_VALUE);
-        let mut sql = String::from("SELECT id FROM objects WHERE (private = 0 OR ?1)");
-        let mut values: Vec<rusqlite::types::Value> = vec![include_private.into()];
-        if !indexed.is_empty() {
-            sql.push_str(" AND id IN (");
-            for (i, (ty, value)) in indexed.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(" INTERSECT ");
-                }
-                sql.push_str(&format!(
-                    "SELECT object_id FROM attributes WHERE type = ?{} AND value = ?{} AND sealed = 0",
-                    values.len() + 1,
-                    values.len() + 2
-                ));
-                values.push((*ty as i64).into());
-                values.push(value.to_vec().into());
-            }
-            sql.push(')');
-        }
-        sql.push_str(" ORDER BY id");
+        let (sql, values) = finder_query(include_private, &indexed);
         let conn = self.store()?.conn()?;
         let mut stmt = conn.prepare_cached(&sql)?;
         let ids: Vec<ObjectId> = stmt.query_map(params_from_iter(values), |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
@@ -367,11 +349,63 @@ impl Backend for SoftToken {
     }
 }
 
+/// The SQL that finds the objects whose unsealed attributes match `indexed`, with its
+/// parameters: one lookup in `attributes_by_value` per attribute.
+fn finder_query(include_private: bool, indexed: &[(CK_ATTRIBUTE_TYPE, &[u8])]) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::from("SELECT id FROM objects WHERE (private = 0 OR ?1)");
+    let mut values: Vec<rusqlite::types::Value> = vec![include_private.into()];
+    if !indexed.is_empty() {
+        sql.push_str(" AND id IN (");
+        for (i, (ty, value)) in indexed.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(" INTERSECT ");
+            }
+            sql.push_str(&format!(
+                "SELECT object_id FROM attributes WHERE type = ?{} AND value = ?{} AND sealed = 0",
+                values.len() + 1,
+                values.len() + 2
+            ));
+            values.push((*ty as i64).into());
+            values.push(value.to_vec().into());
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ORDER BY id");
+    (sql, values)
+}
+
 fn pin_flags(failures: i64, low: CK_FLAGS, final_try: CK_FLAGS, locked: CK_FLAGS) -> CK_FLAGS {
     match failures {
         0 => 0,
         f if f >= MAX_PIN_FAILURES => locked,
         f if f == MAX_PIN_FAILURES - 1 => low | final_try,
         _ => low,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every unsealed attribute of a find template is one lookup in `attributes_by_value`,
+    /// never a scan of the attributes table (which grows with every object's every
+    /// attribute).
+    #[test]
+    fn finder_uses_the_value_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let conn = store.conn().unwrap();
+        let (label, id, class) = (b"label".to_vec(), vec![1u8], crate::object::encode_ulong(CKO_SECRET_KEY));
+        let templates: [&[(CK_ATTRIBUTE_TYPE, &[u8])]; 3] =
+            [&[(CKA_LABEL, &label)], &[(CKA_LABEL, &label), (CKA_ID, &id)], &[(CKA_CLASS, &class), (CKA_LABEL, &label), (CKA_ID, &id)]];
+        for indexed in templates {
+            let (sql, values) = finder_query(true, indexed);
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> =
+                stmt.query_map(params_from_iter(values), |r| r.get(3)).unwrap().collect::<rusqlite::Result<_>>().unwrap();
+            let lookups = plan.iter().filter(|d| d.starts_with("SEARCH attributes USING") && d.contains("INDEX attributes_by_value")).count();
+            assert_eq!(lookups, indexed.len(), "{plan:#?}");
+            assert!(!plan.iter().any(|d| d.starts_with("SCAN attributes")), "{plan:#?}");
+        }
     }
 }
