@@ -621,6 +621,87 @@ fn find_with_templates() {
     close(s).unwrap();
 }
 
+/// Find by an attribute the store keeps sealed (CKA_VALUE of a private token key): it is
+/// compared once opened, while logged in; logged out the key is not visible at all. An
+/// attribute type no object has (a vendor's) matches nothing, alone or with others.
+#[test]
+fn find_by_sealed_value_and_unknown_type() {
+    let slot = fx().token();
+    let s = user_session(slot);
+    let value = [0x3cu8; 32];
+    let k = aes_key(s, &value, &[ab(CKA_TOKEN, true), av(CKA_LABEL, "sealed-find")]);
+    aes_key(s, &[0x3d; 32], &[ab(CKA_TOKEN, true), av(CKA_LABEL, "sealed-other")]);
+    aes_key(s, &value, &[av(CKA_LABEL, "session-same-value")]);
+    let by_value = [av(CKA_VALUE, value), ab(CKA_TOKEN, true)];
+    assert_eq!(find(s, &by_value).unwrap(), vec![k]);
+    assert_eq!(find(s, &[au(CKA_CLASS, CKO_SECRET_KEY), av(CKA_VALUE, value), av(CKA_LABEL, "sealed-find")]).unwrap(), vec![k]);
+    assert_eq!(find(s, &[av(CKA_VALUE, value)]).unwrap().len(), 2, "the session key of the same value");
+    assert!(find(s, &[av(CKA_VALUE, &value[..16]), ab(CKA_TOKEN, true)]).unwrap().is_empty(), "no prefix matching");
+    let vendor = av(CKA_VENDOR_DEFINED | 0x4242, b"?");
+    assert!(find(s, &[vendor.clone()]).unwrap().is_empty());
+    assert!(find(s, &[au(CKA_CLASS, CKO_SECRET_KEY), vendor.clone()]).unwrap().is_empty());
+    assert!(find(s, &[(CKA_VENDOR_DEFINED | 0x4242, vec![])]).unwrap().is_empty(), "an empty value of an unknown type");
+
+    logout(s).unwrap();
+    assert!(find(s, &by_value).unwrap().is_empty(), "a private key found while logged out");
+    assert!(find_label(s, "sealed-find").is_empty());
+    login(s, CKU_USER, USER_PIN).unwrap();
+    let again = find(s, &by_value).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(label_of(s, again[0]), "sealed-find");
+    close(s).unwrap();
+}
+
+/// A data object made from its class alone: CKA_APPLICATION, CKA_OBJECT_ID and CKA_VALUE
+/// empty (PKCS#11 3.0 §4.5). Whether it is private by default is the token's choice: on
+/// keyfront's soft token only keys are, SoftHSM2 makes every object private unless told.
+#[test]
+fn data_object_defaults() {
+    let s = user_session(fx().token());
+    let d = create(s, &[au(CKA_CLASS, CKO_DATA)]).unwrap();
+    for ty in [CKA_APPLICATION, CKA_OBJECT_ID, CKA_VALUE, CKA_LABEL] {
+        assert_eq!(get_attr(s, d, ty).unwrap(), Vec::<u8>::new(), "attribute 0x{ty:x}");
+    }
+    assert_eq!(get_bool(s, d, CKA_PRIVATE).unwrap(), backend().is_forwarded());
+    for (ty, want) in [(CKA_TOKEN, false), (CKA_MODIFIABLE, true), (CKA_COPYABLE, true), (CKA_DESTROYABLE, true)] {
+        assert_eq!(get_bool(s, d, ty).unwrap(), want, "attribute 0x{ty:x}");
+    }
+    close(s).unwrap();
+}
+
+/// C_CopyObject with a template attribute the object's class does not have, or nobody has.
+#[test]
+fn copy_with_invalid_attribute_type() {
+    let s = user_session(fx().token());
+    let k = aes_key(s, &[6; 16], &[av(CKA_LABEL, "copy-src")]);
+    let d = create(s, &data_tmpl("copy-data", &[])).unwrap();
+    expect_rv(copy(s, k, &[av(CKA_VENDOR_DEFINED | 0x4242, b"?")]), CKR_ATTRIBUTE_TYPE_INVALID);
+    expect_rv(copy(s, d, &[av(CKA_VENDOR_DEFINED | 0x4242, b"?")]), CKR_ATTRIBUTE_TYPE_INVALID);
+    expect_rv(copy(s, k, &[av(CKA_LABEL, "renamed"), (CKA_VENDOR_DEFINED | 1, vec![])]), CKR_ATTRIBUTE_TYPE_INVALID);
+    assert_eq!(find(s, &[]).unwrap().len(), 2, "a failed copy left an object behind");
+    assert!(find_label(s, "renamed").is_empty());
+    close(s).unwrap();
+}
+
+/// CKA_VALUE in a C_GenerateKey template: the token makes the value. keyfront answers
+/// CKR_TEMPLATE_INCONSISTENT, as for every key component given to C_GenerateKeyPair,
+/// C_UnwrapKey or C_DeriveKey (the template contradicts what the function contributes,
+/// PKCS#11 3.0 §4.1.1); SoftHSM2 reads the attribute table's footnote 4 ("must not be
+/// specified when generated") as read-only.
+#[test]
+fn generate_key_with_value() {
+    let s = user_session(fx().token());
+    let want = by_backend(CKR_TEMPLATE_INCONSISTENT, CKR_ATTRIBUTE_READ_ONLY);
+    expect_rv(gen_aes(s, 16, &[av(CKA_VALUE, [1; 16])]), want);
+    expect_rv(gen_key(s, &Mech::new(CKM_GENERIC_SECRET_KEY_GEN), &[au(CKA_VALUE_LEN, 16), av(CKA_VALUE, [1; 16])]), want);
+    if backend().is_soft() {
+        assert!(find(s, &[]).unwrap().is_empty(), "a failed generation left an object behind");
+    } else {
+        skip_note("SoftHSM2 leaves an empty session object behind after a failed C_GenerateKey");
+    }
+    close(s).unwrap();
+}
+
 #[test]
 fn generated_vs_created_key_attributes() {
     let s = user_session(fx().token());
