@@ -300,6 +300,7 @@ impl Module {
     /// `CKR_OBJECT_HANDLE_INVALID`. Secret attributes are read only with `with_secrets`.
     pub(super) fn find_object(&self, session: &Session, handle: CK_OBJECT_HANDLE, with_secrets: bool) -> Result<Found> {
         let slot = self.slot(session.slot_id)?;
+        let epoch = slot.login_epoch();
         let (token, object) = match self.objects.locate(handle, session.slot_id)? {
             Located::Session(object) => (None, object),
             Located::Token(id) => match self.read_token_object(slot, handle, id, with_secrets) {
@@ -309,14 +310,19 @@ impl Module {
                     self.objects.forget(handle);
                     return Err(e);
                 }
-                Err(e) if e.rv() == CKR_USER_NOT_LOGGED_IN && with_secrets => {
-                    // Its sealed values cannot be opened without a login. A private object
-                    // is not visible at all then, and says so first.
-                    let object = self.read_token_object(slot, handle, id, false)?;
-                    if object.is_private() && !slot.user_logged_in() {
+                Err(e) if e.rv() == CKR_USER_NOT_LOGGED_IN => {
+                    // The backend holds no login that opens this object: a private object
+                    // (invisible then), or sealed values of a public one (that needs a login).
+                    self.check_login_lost(slot, epoch, &e);
+                    if !with_secrets {
                         return Err(rv(CKR_OBJECT_HANDLE_INVALID));
                     }
-                    return Err(e);
+                    return match self.read_token_object(slot, handle, id, false) {
+                        Ok(object) if !object.is_private() => Err(e),
+                        Ok(_) => Err(rv(CKR_OBJECT_HANDLE_INVALID)),
+                        Err(again) if again.rv() == CKR_USER_NOT_LOGGED_IN => Err(rv(CKR_OBJECT_HANDLE_INVALID)),
+                        Err(again) => Err(again),
+                    };
                 }
                 Err(e) => return Err(e),
             },
@@ -385,6 +391,23 @@ impl Module {
         self.objects.clear_cache(slot.id);
     }
 
+    /// After a backend answered `e`: `CKR_USER_NOT_LOGGED_IN` while this process is logged
+    /// in means the soft token's key was discarded under it (another process re-initialised
+    /// the token). The login current at `epoch` then ends as at C_Logout, so the sessions
+    /// say so and private handles go. Key services and forwarded tokens have their own
+    /// reasons for that code, and keep their logins.
+    pub(super) fn check_login_lost(&self, slot: &Slot, epoch: u64, e: &crate::error::Error) {
+        if e.rv() != CKR_USER_NOT_LOGGED_IN || slot.login_state() == LoginState::Public {
+            return;
+        }
+        if slot.backend.is_remote() || slot.backend.keys_in_service() {
+            return;
+        }
+        if slot.end_lost_login(epoch, || self.forget_private_objects(slot)) {
+            tracing::warn!(slot = slot.id, "the token was re-initialised elsewhere: logged out");
+        }
+    }
+
     /// Checks the session may write an object with these properties.
     pub(super) fn check_writable(&self, session: &Session, slot: &Slot, token: bool, private: bool) -> Result<()> {
         if token && !session.read_write {
@@ -406,7 +429,8 @@ impl Module {
         getrandom::fill(&mut uid).map_err(|e| crate::error::Error::Internal(format!("OS random generator: {e}")))?;
         object.set(CKA_UNIQUE_ID, uid.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes());
         if object.is_token() {
-            let id = slot.backend.create_object(&object)?;
+            let epoch = slot.login_epoch();
+            let id = slot.backend.create_object(&object).inspect_err(|e| self.check_login_lost(slot, epoch, e))?;
             Ok(self.objects.token_handle(slot.id, id))
         } else {
             Ok(self.objects.add_session_object(slot.id, session.handle, object))
@@ -516,6 +540,7 @@ impl Module {
             self.check_remote_writable(&session, slot, id)?;
             return slot.backend.remote_set_attributes(session.handle, id, template);
         }
+        let epoch = slot.login_epoch();
         let found = self.find_object(&session, handle, false)?;
         self.check_writable(&session, slot, found.is_token(), found.object.is_private())?;
         let changed = policy::set_attributes(&found.object, template, Self::caller(slot))?;
@@ -533,7 +558,7 @@ impl Module {
             }
             Some(id) => {
                 let types: Vec<_> = template.iter().map(|(t, _)| t).collect();
-                slot.backend.update_object(id, &changed, &types)?;
+                slot.backend.update_object(id, &changed, &types).inspect_err(|e| self.check_login_lost(slot, epoch, e))?;
             }
         }
         Ok(())
@@ -552,6 +577,15 @@ impl Module {
             session.find = Some(ids.into_iter().map(|id| self.objects.remote_handle(slot.id, id, None)).collect::<Vec<_>>().into_iter());
             return Ok(());
         }
+        let epoch = slot.login_epoch();
+        let token_ids = match slot.backend.find_objects(template, slot.user_logged_in()) {
+            Err(e) if e.rv() == CKR_USER_NOT_LOGGED_IN => {
+                // The login was lost under this process: the search is a public one.
+                self.check_login_lost(slot, epoch, &e);
+                slot.backend.find_objects(template, false)?
+            }
+            other => other?,
+        };
         let user = slot.user_logged_in();
         let mut handles: Vec<CK_OBJECT_HANDLE> = {
             let entries = self.objects.entries.read();
@@ -568,7 +602,7 @@ impl Module {
                 .collect()
         };
         handles.sort_unstable();
-        for id in slot.backend.find_objects(template, user)? {
+        for id in token_ids {
             handles.push(self.objects.token_handle(slot.id, id));
         }
         session.find = Some(handles.into_iter());

@@ -146,6 +146,20 @@ impl Slot {
         Ok(())
     }
 
+    /// Ends the login current at `epoch` if it still is: the backend found it gone (another
+    /// process re-initialised the token, discarding the key it held). `after` as for
+    /// [`Slot::logout`]; false if the login had changed meanwhile.
+    pub fn end_lost_login(&self, epoch: u64, after: impl FnOnce()) -> bool {
+        let _changing = self.changing_login.lock();
+        if self.login_epoch() != epoch || self.login_state() == LoginState::Public {
+            return false;
+        }
+        self.backend.logout();
+        self.set_login(LoginState::Public);
+        after();
+        true
+    }
+
     /// Ends any login (`C_Finalize`, `C_InitToken`: every object handle goes anyway).
     pub fn logout_all(&self) {
         self.logout_all_then(|| {});

@@ -174,7 +174,8 @@ impl Module {
         if slot.login_state() != LoginState::So || !read_write {
             return Err(rv(CKR_USER_NOT_LOGGED_IN));
         }
-        slot.backend.init_pin(pin)
+        let epoch = slot.login_epoch();
+        slot.backend.init_pin(pin).inspect_err(|e| self.check_login_lost(slot, epoch, e))
     }
 
     pub fn set_pin(&self, handle: CK_SESSION_HANDLE, old_pin: &[u8], new_pin: &[u8]) -> Result<()> {
