@@ -639,7 +639,7 @@ fn find_by_sealed_value_and_unknown_type() {
     assert_eq!(find(s, &[av(CKA_VALUE, value)]).unwrap().len(), 2, "the session key of the same value");
     assert!(find(s, &[av(CKA_VALUE, &value[..16]), ab(CKA_TOKEN, true)]).unwrap().is_empty(), "no prefix matching");
     let vendor = av(CKA_VENDOR_DEFINED | 0x4242, b"?");
-    assert!(find(s, &[vendor.clone()]).unwrap().is_empty());
+    assert!(find(s, std::slice::from_ref(&vendor)).unwrap().is_empty());
     assert!(find(s, &[au(CKA_CLASS, CKO_SECRET_KEY), vendor.clone()]).unwrap().is_empty());
     assert!(find(s, &[(CKA_VENDOR_DEFINED | 0x4242, vec![])]).unwrap().is_empty(), "an empty value of an unknown type");
 

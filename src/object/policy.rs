@@ -191,7 +191,7 @@ fn check_value_shape(kind: Kind, value: &[u8]) -> Result<()> {
         Ulong => value.len() == ULONG_LEN,
         Bytes => true,
         Date => value.is_empty() || (value.len() == 8 && value.iter().all(u8::is_ascii_digit)),
-        MechList => value.len() % ULONG_LEN == 0,
+        MechList => value.len().is_multiple_of(ULONG_LEN),
     };
     if ok {
         Ok(())
