@@ -199,6 +199,16 @@ fn token_file_holds_no_plaintext_secrets() {
     let hmac_value = random(s, 48).unwrap();
     aes_key(s, &value, &[ab(CKA_TOKEN, true), ab(CKA_SENSITIVE, true), av(CKA_LABEL, "at-rest-key")]);
     create(s, &generic_tmpl(&hmac_value, &[ab(CKA_TOKEN, true)])).unwrap();
+    // Asymmetric private keys imported from components this test knows: made as
+    // extractable session pairs, read, and created again on the token.
+    let (rsa, rsa_secrets) = known_private_key(s, &Mech::new(CKM_RSA_PKCS_KEY_PAIR_GEN), &[au(CKA_MODULUS_BITS, 2048), av(CKA_PUBLIC_EXPONENT, [1, 0, 1])], CKK_RSA, &[CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_EXPONENT_1, CKA_EXPONENT_2, CKA_COEFFICIENT]);
+    let (ec, ec_secrets) = known_private_key(s, &Mech::new(CKM_EC_KEY_PAIR_GEN), &[av(CKA_EC_PARAMS, hex("06082a8648ce3d030107"))], CKK_EC, &[CKA_EC_PARAMS, CKA_VALUE]);
+    let data_value = random(s, 40).unwrap();
+    create(s, &data_tmpl("private-data", &[ab(CKA_TOKEN, true), ab(CKA_PRIVATE, true), av(CKA_VALUE, &data_value)])).unwrap();
+    // The token keys work: what is scanned for below is what they hold.
+    for (key, mech) in [(rsa, Mech::new(CKM_SHA256_RSA_PKCS)), (ec, Mech::new(CKM_ECDSA_SHA256))] {
+        sign(s, &mech, key, b"at rest").unwrap();
+    }
     close(s).unwrap();
     p11.finalize().unwrap();
 
@@ -212,7 +222,10 @@ fn token_file_holds_no_plaintext_secrets() {
         }
     }
     for (path, bytes) in &files {
-        for (what, secret) in [("AES key", &value[..]), ("HMAC key", &hmac_value[..])] {
+        let mut secrets = vec![("AES key", &value[..]), ("HMAC key", &hmac_value[..]), ("private data object", &data_value[..])];
+        secrets.extend(rsa_secrets.iter().map(|(what, v)| (*what, &v[..])));
+        secrets.extend(ec_secrets.iter().map(|(what, v)| (*what, &v[..])));
+        for (what, secret) in secrets {
             for w in secret.windows(8) {
                 assert!(!contains(bytes, w), "8 bytes of the {what} value appear in {}", path.display());
             }
@@ -221,6 +234,94 @@ fn token_file_holds_no_plaintext_secrets() {
             assert!(!contains(bytes, pin), "the {what} appears in {}", path.display());
         }
     }
+}
+
+/// A token private key of `key_type` made from the components of a generated session pair
+/// (`components`, read while extractable); also the secret components, by name, to look for.
+fn known_private_key(
+    s: CK_SESSION_HANDLE,
+    mech: &Mech,
+    public: &[Attr],
+    key_type: CK_KEY_TYPE,
+    components: &[CK_ATTRIBUTE_TYPE],
+) -> (CK_OBJECT_HANDLE, Vec<(&'static str, Vec<u8>)>) {
+    let loose = [ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)];
+    let (_, private) = gen_key_pair(s, mech, public, &loose).unwrap();
+    let mut tmpl = vec![au(CKA_CLASS, CKO_PRIVATE_KEY), au(CKA_KEY_TYPE, key_type), ab(CKA_TOKEN, true), ab(CKA_SIGN, true)];
+    let mut secrets = vec![];
+    for &ty in components {
+        let v = get_attr(s, private, ty).unwrap();
+        let name = match ty {
+            CKA_PRIVATE_EXPONENT => "RSA private exponent",
+            CKA_PRIME_1 => "RSA prime 1",
+            CKA_PRIME_2 => "RSA prime 2",
+            CKA_VALUE => "EC private value",
+            _ => "",
+        };
+        if !name.is_empty() {
+            secrets.push((name, v.clone()));
+        }
+        tmpl.push((ty, v));
+    }
+    (create(s, &tmpl).unwrap(), secrets)
+}
+
+/// The iteration count of each wrapping of the token key (meta `so_wrap`, `user_wrap`: a
+/// format byte, then the count little-endian). Only for a file the module has closed.
+fn kdf_iterations(db: &Path) -> (u32, Option<u32>) {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let count = |name: &str| -> Option<u32> {
+        let blob: Option<Vec<u8>> = conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).ok();
+        blob.map(|b| u32::from_le_bytes(b[1..5].try_into().unwrap()))
+    };
+    (count("so_wrap").expect("an SO wrapping"), count("user_wrap"))
+}
+
+/// The PBKDF2 cost is kept with each PIN's wrapping of the token key: a changed
+/// `pin_kdf_iterations` applies to the PINs set from then on (C_InitToken, C_InitPIN,
+/// C_SetPIN), and PINs set before still log in. 600,000 when the slot does not say.
+#[test]
+fn kdf_cost_is_stored_per_pin() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("token.db");
+    let configure = |iterations: Option<u32>| {
+        let line = iterations.map(|n| format!("pin_kdf_iterations = {n}\n")).unwrap_or_default();
+        write_config(dir.path(), &slot_toml(&db, "kdf", Some(4)).replace("pin_kdf_iterations = 1000\n", &line));
+    };
+    configure(Some(2000));
+    let p11 = load_and_init();
+    setup_token(4, "kdf");
+    p11.finalize().unwrap();
+    assert_eq!(kdf_iterations(&db), (2000, Some(2000)));
+
+    configure(Some(3000));
+    let p11 = load_and_init();
+    let s = open(4, true).unwrap();
+    login(s, CKU_USER, USER_PIN).expect("a PIN set under the old count");
+    set_pin(s, USER_PIN, b"user-pin-3000").unwrap();
+    logout(s).unwrap();
+    login(s, CKU_SO, SO_PIN).expect("the SO PIN under the old count");
+    logout(s).unwrap();
+    login(s, CKU_USER, b"user-pin-3000").unwrap();
+    close(s).unwrap();
+    p11.finalize().unwrap();
+    assert_eq!(kdf_iterations(&db), (2000, Some(3000)), "only the changed PIN takes the new count");
+
+    let p11 = load_and_init();
+    init_token(4, SO_PIN, "kdf").unwrap();
+    let s = open(4, true).unwrap();
+    login(s, CKU_SO, SO_PIN).unwrap();
+    init_pin(s, USER_PIN).unwrap();
+    close(s).unwrap();
+    p11.finalize().unwrap();
+    assert_eq!(kdf_iterations(&db), (3000, Some(3000)));
+
+    configure(None);
+    let p11 = load_and_init();
+    init_token(4, SO_PIN, "kdf").unwrap();
+    p11.finalize().unwrap();
+    assert_eq!(kdf_iterations(&db), (600_000, None), "the default count (re-initialisation drops the user PIN)");
 }
 
 #[test]

@@ -146,3 +146,56 @@ fn lockout_holds_across_processes() {
     login(s, CKU_USER, NEW_PIN).unwrap();
     close(s).unwrap();
 }
+
+/// Another process re-initialises the token while this one is logged in: the token key this
+/// process holds is discarded, with everything sealed under it. At its next use of the token
+/// this process is logged out (as at C_Logout): nothing is sealed under the old key, and the
+/// new token's private objects stay hidden until it logs in with the new PIN.
+#[test]
+fn reinitialised_by_another_process_while_logged_in() {
+    if let Some(role) = child_role() {
+        let slot = child_slot();
+        fx();
+        init_token(slot, SO_PIN, "reinitialised").unwrap();
+        let s = open(slot, true).unwrap();
+        login(s, CKU_SO, SO_PIN).unwrap();
+        init_pin(s, NEW_PIN).unwrap();
+        logout(s).unwrap();
+        login(s, CKU_USER, NEW_PIN).unwrap();
+        let secret = [ab(CKA_TOKEN, true), ab(CKA_PRIVATE, true), av(CKA_VALUE, b"the new token's secret")];
+        create(s, &data_tmpl(&format!("secret-{role}"), &secret)).unwrap();
+        close(s).unwrap();
+        finalize_child();
+        return child_done(&role);
+    }
+    let test = "reinitialised_by_another_process_while_logged_in";
+    let slot = fx().token();
+    let s = user_session(slot);
+    let old_key = aes_key(s, &CHILD_KEY, &[ab(CKA_TOKEN, true)]);
+    ecb(s, old_key);
+
+    // The first use after the re-initialisation is a write.
+    run_child(test, slot, "write-first");
+    assert_eq!(state(s), CKS_RW_USER_FUNCTIONS, "nothing has told this process yet");
+    let stale = aes_tmpl(&CHILD_KEY, &[ab(CKA_TOKEN, true), av(CKA_LABEL, "sealed-under-old-key")]);
+    expect_rv(create(s, &stale), CKR_USER_NOT_LOGGED_IN);
+    assert_eq!(state(s), CKS_RW_PUBLIC_SESSION, "the lost login still counts");
+    expect_rv(encrypt_init(s, &Mech::new(CKM_AES_ECB), old_key), CKR_KEY_HANDLE_INVALID);
+    assert!(find(s, &[]).unwrap().is_empty(), "the new token's private object is visible");
+    expect_rv(login(s, CKU_USER, USER_PIN), CKR_PIN_INCORRECT);
+    login(s, CKU_USER, NEW_PIN).unwrap();
+    assert_eq!(find_label(s, "secret-write-first").len(), 1);
+    assert!(find_label(s, "sealed-under-old-key").is_empty());
+
+    // The first use is a search.
+    let before = find_label(s, "secret-write-first")[0];
+    run_child(test, slot, "search-first");
+    assert!(find(s, &[]).unwrap().is_empty(), "the new token's private object is visible");
+    assert_eq!(state(s), CKS_RW_PUBLIC_SESSION);
+    expect_rv(get_attr(s, before, CKA_LABEL), CKR_OBJECT_HANDLE_INVALID);
+    login(s, CKU_USER, NEW_PIN).unwrap();
+    let found = find_label(s, "secret-search-first");
+    assert_eq!(found.len(), 1);
+    assert_eq!(get_attr(s, found[0], CKA_VALUE).unwrap(), b"the new token's secret");
+    close(s).unwrap();
+}

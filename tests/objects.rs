@@ -16,6 +16,20 @@ fn set(v: Vec<CK_OBJECT_HANDLE>) -> BTreeSet<CK_OBJECT_HANDLE> {
     v.into_iter().collect()
 }
 
+/// C_EncryptInit with the handle of a key that is no more: SoftHSM2 says
+/// CKR_OBJECT_HANDLE_INVALID, a code C_EncryptInit does not have.
+fn stale_key_rv() -> CK_RV {
+    by_backend(CKR_KEY_HANDLE_INVALID, CKR_OBJECT_HANDLE_INVALID)
+}
+
+/// The code a call returned, CKR_OK included.
+fn code_of<T>(r: R<T>) -> CK_RV {
+    match r {
+        Ok(_) => CKR_OK,
+        Err(Ck(code)) => code,
+    }
+}
+
 /// What a template adds for a secret key that a test wants sensitive by default: nothing
 /// on keyfront's soft token, whose default it is; `CKA_SENSITIVE = true` on SoftHSM2, whose
 /// secret keys are not sensitive unless the template says so (create_data_and_secret_keys
@@ -55,50 +69,111 @@ fn session_and_token_objects() {
     assert_eq!(label_of(ro, tok), "tok");
 }
 
+/// C_Logout (PKCS#11 3.0 §5.6): the application's handles to private objects become
+/// invalid, and stay so after a new login (the objects are found again under new handles);
+/// private session objects are destroyed, whichever of the application's sessions made
+/// them. Public objects keep their handles.
 #[test]
 fn private_objects_need_login() {
     let slot = fx().token();
     let s = user_session(slot);
+    let other = open(slot, true).unwrap();
     let private = create(s, &data_tmpl("priv", &[ab(CKA_TOKEN, true), ab(CKA_PRIVATE, true)])).unwrap();
     let public = create(s, &data_tmpl("pub", &[ab(CKA_TOKEN, true), ab(CKA_PRIVATE, false)])).unwrap();
-    let key = aes_key(s, &[1; 16], &[ab(CKA_TOKEN, true)]);
+    let key = aes_key(s, &[1; 16], &[ab(CKA_TOKEN, true), av(CKA_LABEL, "key")]);
     assert!(get_bool(s, key, CKA_PRIVATE).unwrap(), "secret keys are private by default");
+    let sess_priv = create(other, &data_tmpl("sess-priv", &[ab(CKA_PRIVATE, true)])).unwrap();
+    let sess_pub = create(other, &data_tmpl("sess-pub", &[ab(CKA_PRIVATE, false)])).unwrap();
+    let ecb = Mech::new(CKM_AES_ECB);
+    let want = encrypt(s, &ecb, key, &BLOCK).unwrap();
+    // A search begun while logged in, and never read.
+    assert_rv(ck!(C_FindObjectsInit, other, ptr::null_mut(), 0), CKR_OK);
     logout(s).unwrap();
 
-    assert_eq!(find(s, &[]).unwrap(), vec![public], "only the public object is visible");
-    assert!(find_label(s, "priv").is_empty());
-    for h in [private, key] {
-        expect_one_of(get_attr(s, h, CKA_LABEL), &[CKR_OBJECT_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN]);
+    let mut buf = [CK_INVALID_HANDLE; 16];
+    let mut n = 0;
+    assert_rv(ck!(C_FindObjects, other, buf.as_mut_ptr(), 16, &mut n), CKR_OK);
+    if backend().is_soft() {
+        assert_eq!(set(buf[..n as usize].to_vec()), set(vec![public, sess_pub]), "the search hands out no invalidated handle");
+    } else {
+        skip_note("SoftHSM2 hands out the handles a search found before C_Logout, invalid ones too");
     }
+    assert_rv(ck!(C_FindObjectsFinal, other), CKR_OK);
+    assert_eq!(set(find(s, &[]).unwrap()), set(vec![public, sess_pub]), "only the public objects are visible");
+    assert!(find_label(s, "priv").is_empty());
+    for h in [private, key, sess_priv] {
+        expect_rv(get_attr(s, h, CKA_LABEL), CKR_OBJECT_HANDLE_INVALID);
+    }
+    expect_rv(encrypt_init(s, &ecb, key), stale_key_rv());
+    assert_eq!((label_of(s, public), label_of(other, sess_pub)), ("pub".into(), "sess-pub".into()));
     expect_rv(create(s, &data_tmpl("x", &[ab(CKA_PRIVATE, true)])), CKR_USER_NOT_LOGGED_IN);
     expect_rv(create(s, &aes_tmpl(&[1; 16], &[])), CKR_USER_NOT_LOGGED_IN);
 
     login(s, CKU_USER, USER_PIN).unwrap();
-    if backend().is_soft() {
-        assert_eq!(set(find(s, &[]).unwrap()), set(vec![private, public, key]));
-        assert_eq!(label_of(s, private), "priv");
-    } else {
-        // SoftHSM2 does what PKCS#11 2.40 says of C_Logout: handles to private objects
-        // become invalid and stay so after a new login; the objects are found again under
-        // new handles.
-        skip_note("SoftHSM2 invalidates private objects' handles at C_Logout: found again under new ones");
-        let found = find(s, &[]).unwrap();
-        assert_eq!(found.len(), 3, "{found:?}");
-        assert!(found.contains(&public) && !found.contains(&private) && !found.contains(&key), "{found:?}");
-        for h in [private, key] {
-            expect_rv(get_attr(s, h, CKA_LABEL), CKR_OBJECT_HANDLE_INVALID);
-        }
-        assert_eq!(find_label(s, "priv").len(), 1);
+    for h in [private, key, sess_priv] {
+        expect_rv(get_attr(s, h, CKA_LABEL), CKR_OBJECT_HANDLE_INVALID);
     }
+    expect_rv(encrypt_init(s, &ecb, key), stale_key_rv());
+    let found = set(find(s, &[]).unwrap());
+    assert_eq!(found.len(), 4, "{found:?}");
+    assert!(found.contains(&public) && found.contains(&sess_pub), "public objects keep their handles: {found:?}");
+    assert!(find_label(s, "sess-priv").is_empty(), "a private session object outlived C_Logout");
+    let (again_priv, again_key) = (find_label(s, "priv"), find_label(s, "key"));
+    assert_eq!((again_priv.len(), again_key.len()), (1, 1));
+    assert!(again_priv[0] != private && again_key[0] != key, "a private object came back under its old handle");
+    assert_eq!(label_of(s, again_priv[0]), "priv");
+    assert_eq!(encrypt(s, &ecb, again_key[0], &BLOCK).unwrap(), want);
+    close(other).unwrap();
+    close(s).unwrap();
+}
 
-    // Private session objects hide on logout too, and are back after login (SoftHSM2, as
-    // PKCS#11 2.40 has it, destroys them at C_Logout).
-    let sess_priv = create(s, &data_tmpl("sess-priv", &[ab(CKA_PRIVATE, true)])).unwrap();
+/// An operation begun with a private key before C_Logout: PKCS#11 leaves it to the token
+/// whether it goes on. keyfront lets it finish, as SoftHSM2 does (the key's handle is
+/// invalid from the logout on all the same).
+#[test]
+fn operation_begun_before_logout_finishes() {
+    let slot = fx().token();
+    let s = user_session(slot);
+    let ecb = Mech::new(CKM_AES_ECB);
+    let key = aes_key(s, &[9; 16], &[ab(CKA_TOKEN, true)]);
+    let want = encrypt(s, &ecb, key, &BLOCK).unwrap();
+    encrypt_init(s, &ecb, key).unwrap();
     logout(s).unwrap();
-    assert!(find_label(s, "sess-priv").is_empty());
+    let got = two_call(|o, l| ck!(C_Encrypt, s, BLOCK.as_ptr() as *mut u8, BLOCK.len() as CK_ULONG, o, l)).unwrap();
+    assert_eq!(got, want);
+    expect_rv(encrypt_init(s, &ecb, key), stale_key_rv());
+    close(s).unwrap();
+}
+
+/// Closing the application's last session on a token logs it out (PKCS#11 3.0 §5.6,
+/// C_CloseSession): the handles of private token objects go as at C_Logout, and the
+/// closed sessions' objects are gone.
+#[test]
+fn closing_last_session_logs_out() {
+    let slot = fx().token();
+    let s = user_session(slot);
+    let private = create(s, &data_tmpl("priv", &[ab(CKA_TOKEN, true), ab(CKA_PRIVATE, true)])).unwrap();
+    let public = create(s, &data_tmpl("pub", &[ab(CKA_TOKEN, true), ab(CKA_PRIVATE, false)])).unwrap();
+    let sess_priv = create(s, &data_tmpl("sess-priv", &[ab(CKA_PRIVATE, true)])).unwrap();
+    close(s).unwrap();
+
+    let s = open(slot, true).unwrap();
+    assert_eq!(state(s), CKS_RW_PUBLIC_SESSION);
     login(s, CKU_USER, USER_PIN).unwrap();
-    let want = if backend().is_soft() { vec![sess_priv] } else { vec![] };
-    assert_eq!(find_label(s, "sess-priv"), want);
+    for h in [private, sess_priv] {
+        expect_rv(get_attr(s, h, CKA_LABEL), CKR_OBJECT_HANDLE_INVALID);
+    }
+    assert!(find_label(s, "sess-priv").is_empty());
+    let again = find_label(s, "priv");
+    assert!(again.len() == 1 && again[0] != private, "{again:?} (was {private})");
+    if backend().is_soft() {
+        assert_eq!(find_label(s, "pub"), vec![public], "a public token object keeps its handle");
+    } else {
+        // SoftHSM2 forgets every object handle of a slot when its last session closes, which
+        // PKCS#11 allows (a handle is only promised for as long as a session is open).
+        skip_note("SoftHSM2 gives public token objects new handles after the last session closed");
+        assert_eq!(find_label(s, "pub").len(), 1);
+    }
     close(s).unwrap();
 }
 
@@ -195,11 +270,12 @@ fn create_template_errors() {
         for bad in [ab(CKA_ALWAYS_SENSITIVE, true), ab(CKA_NEVER_EXTRACTABLE, true), au(CKA_KEY_GEN_MECHANISM, CKM_AES_KEY_GEN)] {
             expect_one_of(create(s, &aes_tmpl(&[1; 16], &[bad])), &[CKR_ATTRIBUTE_READ_ONLY, CKR_TEMPLATE_INCONSISTENT]);
         }
-        // CKA_VALUE_LEN must not be given with C_CreateObject; a contradicting one is an error.
-        expect_one_of(
-            create(s, &aes_tmpl(&[1; 16], &[au(CKA_VALUE_LEN, 32)])),
-            &[CKR_TEMPLATE_INCONSISTENT, CKR_ATTRIBUTE_READ_ONLY, CKR_ATTRIBUTE_VALUE_INVALID],
-        );
+        // CKA_VALUE_LEN must not be given with C_CreateObject (PKCS#11 3.0 §6.7.2,
+        // footnote 2), whether it agrees with CKA_VALUE or not.
+        for len in [16, 32] {
+            expect_rv(create(s, &aes_tmpl(&[1; 16], &[au(CKA_VALUE_LEN, len)])), CKR_ATTRIBUTE_READ_ONLY);
+            expect_rv(create(s, &generic_tmpl(&[1; 16], &[au(CKA_VALUE_LEN, len)])), CKR_ATTRIBUTE_READ_ONLY);
+        }
         // CKA_ID is not an attribute of data objects.
         expect_one_of(create(s, &data_tmpl("d", &[av(CKA_ID, [1])])), &[CKR_ATTRIBUTE_TYPE_INVALID, CKR_TEMPLATE_INCONSISTENT]);
         expect_rv(create(s, &aes_tmpl(&[1; 16], &[av(CKA_VENDOR_DEFINED | 0x4242, b"?")])), CKR_ATTRIBUTE_TYPE_INVALID);
@@ -315,6 +391,60 @@ fn copy_object() {
     let d = create(s, &data_tmpl("data", &[])).unwrap();
     let d2 = copy(s, d, &[av(CKA_LABEL, "data-copy")]).unwrap();
     assert_eq!(get_attr(s, d2, CKA_VALUE).unwrap(), b"data");
+    close(s).unwrap();
+}
+
+/// A public (CKA_PRIVATE false) token key's value is sealed like every key value on
+/// keyfront's soft token, and with nobody logged in this process cannot open it: whatever
+/// needs the value says so (CKR_USER_NOT_LOGGED_IN) rather than act on the key without it.
+/// A copy made then was once stored without CKA_VALUE, unusable for good. SoftHSM2 keeps
+/// the values of public objects in clear and serves them without a login.
+#[test]
+fn public_token_key_value_needs_login() {
+    let slot = fx().token();
+    let s = user_session(slot);
+    let ecb = Mech::new(CKM_AES_ECB);
+    let value = [0x42u8; 16];
+    let public = [ab(CKA_TOKEN, true), ab(CKA_PRIVATE, false), ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)];
+    let k = aes_key(s, &value, &merge(public.to_vec(), &[av(CKA_LABEL, "pub-key")]));
+    let want = encrypt(s, &ecb, k, &BLOCK).unwrap();
+    logout(s).unwrap();
+    let wrapping = aes_key(s, &[7; 16], &[ab(CKA_PRIVATE, false), ab(CKA_WRAP, true)]);
+
+    let by_value = [au(CKA_CLASS, CKO_SECRET_KEY), av(CKA_VALUE, value)];
+    let found_by_value = if backend().is_soft() { vec![] } else { vec![k] };
+    assert_eq!(find(s, &by_value).unwrap(), found_by_value, "find by the sealed value, logged out");
+    let not_logged_in = by_backend(CKR_USER_NOT_LOGGED_IN, CKR_OK);
+    // A token copy (the bug: an RW public session), and a session copy.
+    for template in [vec![], vec![ab(CKA_TOKEN, false)]] {
+        match copy(s, k, &template) {
+            Err(Ck(code)) => assert_rv(code, not_logged_in),
+            Ok(c) => {
+                assert_rv(CKR_OK, not_logged_in);
+                assert_eq!(encrypt(s, &ecb, c, &BLOCK).unwrap(), want, "SoftHSM2's copy made logged out");
+                destroy(s, c).unwrap();
+            }
+        }
+    }
+    assert_eq!(find_label(s, "pub-key"), vec![k], "a failed copy left a token object behind");
+    assert_rv(code_of(encrypt(s, &ecb, k, &BLOCK).map(|ct| assert_eq!(ct, want))), not_logged_in);
+    assert_rv(code_of(wrap(s, &Mech::new(CKM_AES_KEY_WRAP), wrapping, k)), not_logged_in);
+    // C_GetAttributeValue has no CKR_USER_NOT_LOGGED_IN: the value is unavailable, the rest
+    // is read as usual.
+    match get_attr(s, k, CKA_VALUE) {
+        Ok(v) if backend().is_forwarded() => assert_eq!(v, value),
+        other => expect_rv(other, CKR_ATTRIBUTE_SENSITIVE),
+    }
+    assert_eq!(label_of(s, k), "pub-key");
+    digest_init(s, CKM_SHA256).unwrap();
+    // keyfront digests locally, and cannot read a forwarded token's key at all.
+    assert_rv(ck!(C_DigestKey, s, k), by_backend(CKR_USER_NOT_LOGGED_IN, CKR_KEY_INDIGESTIBLE));
+
+    login(s, CKU_USER, USER_PIN).unwrap();
+    let c = copy(s, k, &[av(CKA_LABEL, "pub-copy")]).unwrap();
+    assert_eq!(get_attr(s, c, CKA_VALUE).unwrap(), value);
+    assert_eq!(encrypt(s, &ecb, c, &BLOCK).unwrap(), want);
+    assert_eq!(set(find(s, &by_value).unwrap()), set(vec![k, c]));
     close(s).unwrap();
 }
 
@@ -489,6 +619,87 @@ fn find_with_templates() {
     assert_rv(ck!(C_FindObjects, s, buf.as_mut_ptr(), 4, ptr::null_mut()), CKR_ARGUMENTS_BAD);
     assert_rv(ck!(C_FindObjectsFinal, s), CKR_OK);
     assert_eq!(q(&[]), all, "a new search works after C_FindObjectsFinal");
+    close(s).unwrap();
+}
+
+/// Find by an attribute the store keeps sealed (CKA_VALUE of a private token key): it is
+/// compared once opened, while logged in; logged out the key is not visible at all. An
+/// attribute type no object has (a vendor's) matches nothing, alone or with others.
+#[test]
+fn find_by_sealed_value_and_unknown_type() {
+    let slot = fx().token();
+    let s = user_session(slot);
+    let value = [0x3cu8; 32];
+    let k = aes_key(s, &value, &[ab(CKA_TOKEN, true), av(CKA_LABEL, "sealed-find")]);
+    aes_key(s, &[0x3d; 32], &[ab(CKA_TOKEN, true), av(CKA_LABEL, "sealed-other")]);
+    aes_key(s, &value, &[av(CKA_LABEL, "session-same-value")]);
+    let by_value = [av(CKA_VALUE, value), ab(CKA_TOKEN, true)];
+    assert_eq!(find(s, &by_value).unwrap(), vec![k]);
+    assert_eq!(find(s, &[au(CKA_CLASS, CKO_SECRET_KEY), av(CKA_VALUE, value), av(CKA_LABEL, "sealed-find")]).unwrap(), vec![k]);
+    assert_eq!(find(s, &[av(CKA_VALUE, value)]).unwrap().len(), 2, "the session key of the same value");
+    assert!(find(s, &[av(CKA_VALUE, &value[..16]), ab(CKA_TOKEN, true)]).unwrap().is_empty(), "no prefix matching");
+    let vendor = av(CKA_VENDOR_DEFINED | 0x4242, b"?");
+    assert!(find(s, std::slice::from_ref(&vendor)).unwrap().is_empty());
+    assert!(find(s, &[au(CKA_CLASS, CKO_SECRET_KEY), vendor.clone()]).unwrap().is_empty());
+    assert!(find(s, &[(CKA_VENDOR_DEFINED | 0x4242, vec![])]).unwrap().is_empty(), "an empty value of an unknown type");
+
+    logout(s).unwrap();
+    assert!(find(s, &by_value).unwrap().is_empty(), "a private key found while logged out");
+    assert!(find_label(s, "sealed-find").is_empty());
+    login(s, CKU_USER, USER_PIN).unwrap();
+    let again = find(s, &by_value).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(label_of(s, again[0]), "sealed-find");
+    close(s).unwrap();
+}
+
+/// A data object made from its class alone: CKA_APPLICATION, CKA_OBJECT_ID and CKA_VALUE
+/// empty (PKCS#11 3.0 §4.5). Whether it is private by default is the token's choice: on
+/// keyfront's soft token only keys are, SoftHSM2 makes every object private unless told.
+#[test]
+fn data_object_defaults() {
+    let s = user_session(fx().token());
+    let d = create(s, &[au(CKA_CLASS, CKO_DATA)]).unwrap();
+    for ty in [CKA_APPLICATION, CKA_OBJECT_ID, CKA_VALUE, CKA_LABEL] {
+        assert_eq!(get_attr(s, d, ty).unwrap(), Vec::<u8>::new(), "attribute 0x{ty:x}");
+    }
+    assert_eq!(get_bool(s, d, CKA_PRIVATE).unwrap(), backend().is_forwarded());
+    for (ty, want) in [(CKA_TOKEN, false), (CKA_MODIFIABLE, true), (CKA_COPYABLE, true), (CKA_DESTROYABLE, true)] {
+        assert_eq!(get_bool(s, d, ty).unwrap(), want, "attribute 0x{ty:x}");
+    }
+    close(s).unwrap();
+}
+
+/// C_CopyObject with a template attribute the object's class does not have, or nobody has.
+#[test]
+fn copy_with_invalid_attribute_type() {
+    let s = user_session(fx().token());
+    let k = aes_key(s, &[6; 16], &[av(CKA_LABEL, "copy-src")]);
+    let d = create(s, &data_tmpl("copy-data", &[])).unwrap();
+    expect_rv(copy(s, k, &[av(CKA_VENDOR_DEFINED | 0x4242, b"?")]), CKR_ATTRIBUTE_TYPE_INVALID);
+    expect_rv(copy(s, d, &[av(CKA_VENDOR_DEFINED | 0x4242, b"?")]), CKR_ATTRIBUTE_TYPE_INVALID);
+    expect_rv(copy(s, k, &[av(CKA_LABEL, "renamed"), (CKA_VENDOR_DEFINED | 1, vec![])]), CKR_ATTRIBUTE_TYPE_INVALID);
+    assert_eq!(find(s, &[]).unwrap().len(), 2, "a failed copy left an object behind");
+    assert!(find_label(s, "renamed").is_empty());
+    close(s).unwrap();
+}
+
+/// CKA_VALUE in a C_GenerateKey template: the token makes the value. keyfront answers
+/// CKR_TEMPLATE_INCONSISTENT, as for every key component given to C_GenerateKeyPair,
+/// C_UnwrapKey or C_DeriveKey (the template contradicts what the function contributes,
+/// PKCS#11 3.0 §4.1.1); SoftHSM2 reads the attribute table's footnote 4 ("must not be
+/// specified when generated") as read-only.
+#[test]
+fn generate_key_with_value() {
+    let s = user_session(fx().token());
+    let want = by_backend(CKR_TEMPLATE_INCONSISTENT, CKR_ATTRIBUTE_READ_ONLY);
+    expect_rv(gen_aes(s, 16, &[av(CKA_VALUE, [1; 16])]), want);
+    expect_rv(gen_key(s, &Mech::new(CKM_GENERIC_SECRET_KEY_GEN), &[au(CKA_VALUE_LEN, 16), av(CKA_VALUE, [1; 16])]), want);
+    if backend().is_soft() {
+        assert!(find(s, &[]).unwrap().is_empty(), "a failed generation left an object behind");
+    } else {
+        skip_note("SoftHSM2 leaves an empty session object behind after a failed C_GenerateKey");
+    }
     close(s).unwrap();
 }
 

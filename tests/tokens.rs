@@ -360,3 +360,81 @@ fn lockout_counter_and_flags() {
     login(s, CKU_USER, b"fresh-user-pin").unwrap();
     close(s).unwrap();
 }
+
+/// (COUNT_LOW, FINAL_TRY, LOCKED) for the SO PIN.
+fn so_pin_flags(slot: CK_SLOT_ID) -> (bool, bool, bool) {
+    let f = token_flags(slot);
+    (has(f, CKF_SO_PIN_COUNT_LOW), has(f, CKF_SO_PIN_FINAL_TRY), has(f, CKF_SO_PIN_LOCKED))
+}
+
+/// The SO PIN counts consecutive failures as the user PIN does, with a counter and flags of
+/// its own. A locked SO PIN locks out C_InitToken too: nothing can unlock it.
+#[test]
+fn so_lockout_counter_and_flags() {
+    let slot = fx().token();
+    let s = open(slot, true).unwrap();
+    let wrong = |n: usize| {
+        for i in 0..n {
+            expect_rv(login(s, CKU_SO, format!("wrong-so-{i}").as_bytes()), CKR_PIN_INCORRECT);
+        }
+    };
+    assert_eq!(so_pin_flags(slot), (false, false, false));
+    wrong(1);
+    assert_eq!(so_pin_flags(slot), (true, false, false), "one failure: COUNT_LOW only");
+    assert_eq!(pin_flags(slot), (false, false, false), "the user's flags moved");
+    login(s, CKU_SO, SO_PIN).unwrap();
+    logout(s).unwrap();
+    assert_eq!(so_pin_flags(slot), (false, false, false), "successful login resets the counter");
+    // Failures of the user PIN are not the SO's.
+    for i in 0..3 {
+        expect_rv(login(s, CKU_USER, format!("wrong-user-{i}").as_bytes()), CKR_PIN_INCORRECT);
+    }
+    assert_eq!(so_pin_flags(slot), (false, false, false));
+    login(s, CKU_USER, USER_PIN).unwrap();
+    logout(s).unwrap();
+
+    if backend().is_forwarded() {
+        // SoftHSM2 2.6.1 sets CKF_SO_PIN_COUNT_LOW after a failure, and never locks.
+        skip_note("SoftHSM2 never locks the SO PIN: its flags checked instead of the lockout");
+        wrong(10);
+        assert_eq!(so_pin_flags(slot), (true, false, false), "SoftHSM2's flags after 10 failures");
+        login(s, CKU_SO, SO_PIN).unwrap();
+        logout(s).unwrap();
+        assert_eq!(so_pin_flags(slot), (false, false, false));
+        close(s).unwrap();
+        return;
+    }
+    wrong(8);
+    assert_eq!(so_pin_flags(slot), (true, false, false), "after 8 failures");
+    wrong(1);
+    assert_eq!(so_pin_flags(slot), (true, true, false), "after 9 failures: the final try");
+    expect_rv(login(s, CKU_SO, b"wrong-so-10"), CKR_PIN_INCORRECT);
+    assert_eq!(so_pin_flags(slot), (false, false, true), "after 10 failures: LOCKED");
+    expect_rv(login(s, CKU_SO, SO_PIN), CKR_PIN_LOCKED);
+    assert_eq!(state(s), CKS_RW_PUBLIC_SESSION);
+    // The user is not locked out by the SO's failures.
+    login(s, CKU_USER, USER_PIN).unwrap();
+    logout(s).unwrap();
+    close(s).unwrap();
+    expect_rv(init_token(slot, SO_PIN, "again"), CKR_PIN_LOCKED);
+    assert_eq!(so_pin_flags(slot), (false, false, true));
+}
+
+/// Logins before C_InitToken: there is no SO PIN, and no user PIN, to log in with. No
+/// failure is counted.
+#[test]
+fn login_on_uninitialised_token() {
+    let slot = fx().slot();
+    if backend().is_forwarded() {
+        // SoftHSM2's tokens are initialised by the fixture; one without initialisation does
+        // not even take a session (CKR_TOKEN_NOT_RECOGNIZED from C_OpenSession).
+        skip_note("SoftHSM2 slots hold initialised tokens only");
+        return;
+    }
+    let s = open(slot, true).unwrap();
+    expect_rv(login(s, CKU_SO, SO_PIN), CKR_TOKEN_NOT_RECOGNIZED);
+    expect_rv(login(s, CKU_USER, USER_PIN), CKR_USER_PIN_NOT_INITIALIZED);
+    assert_eq!((so_pin_flags(slot), pin_flags(slot)), ((false, false, false), (false, false, false)));
+    assert_eq!(state(s), CKS_RW_PUBLIC_SESSION);
+    close(s).unwrap();
+}

@@ -212,6 +212,45 @@ impl ObjectTable {
         }
     }
 
+    /// The slot's token handles, each with whether its object is private where the cache
+    /// knows (an object's CKA_PRIVATE never changes, so any cached read tells).
+    fn token_entries(&self, slot_id: CK_SLOT_ID) -> Vec<(CK_OBJECT_HANDLE, ObjectId, Option<bool>)> {
+        let entries = self.entries.read();
+        let on_slot = entries.iter().filter(|(_, e)| e.slot_id == slot_id);
+        on_slot
+            .filter_map(|(h, e)| match &e.location {
+                Location::Token { id, cache } => Some((*h, *id, cache.load().as_ref().map(|c| c.object.is_private()))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Destroys the private session objects made on a slot (those in this process's memory;
+    /// a remote token destroys its own at its logout).
+    fn drop_private_session_objects(&self, slot_id: CK_SLOT_ID) {
+        self.entries.write().retain(|_, e| {
+            e.slot_id != slot_id || !matches!(&e.location, Location::Session { object, .. } if object.load().is_private())
+        });
+    }
+
+    /// Forgets these handles: they are invalid from now on, and the objects get new ones
+    /// when found again.
+    fn forget_all(&self, handles: &[CK_OBJECT_HANDLE]) {
+        // Lock order, everywhere both are held: `token_handles`, then `entries`.
+        let mut token_handles = self.token_handles.write();
+        let mut entries = self.entries.write();
+        for handle in handles {
+            if let Some(Entry { slot_id, location: Location::Token { id, .. } | Location::Remote { id, .. } }) = entries.remove(handle) {
+                token_handles.remove(&(slot_id, id));
+            }
+        }
+    }
+
+    /// Whether `handle` still names an object (for handles a search found earlier).
+    fn is_live(&self, handle: CK_OBJECT_HANDLE) -> bool {
+        self.entries.read().contains_key(&handle)
+    }
+
     /// Drops every session object and token handle of a slot (after `C_InitToken`).
     pub fn drop_slot(&self, slot_id: CK_SLOT_ID) {
         self.entries.write().retain(|_, e| e.slot_id != slot_id);
@@ -261,6 +300,7 @@ impl Module {
     /// `CKR_OBJECT_HANDLE_INVALID`. Secret attributes are read only with `with_secrets`.
     pub(super) fn find_object(&self, session: &Session, handle: CK_OBJECT_HANDLE, with_secrets: bool) -> Result<Found> {
         let slot = self.slot(session.slot_id)?;
+        let epoch = slot.login_epoch();
         let (token, object) = match self.objects.locate(handle, session.slot_id)? {
             Located::Session(object) => (None, object),
             Located::Token(id) => match self.read_token_object(slot, handle, id, with_secrets) {
@@ -269,6 +309,20 @@ impl Module {
                     // Destroyed by another process.
                     self.objects.forget(handle);
                     return Err(e);
+                }
+                Err(e) if e.rv() == CKR_USER_NOT_LOGGED_IN => {
+                    // The backend holds no login that opens this object: a private object
+                    // (invisible then), or sealed values of a public one (that needs a login).
+                    self.check_login_lost(slot, epoch, &e);
+                    if !with_secrets {
+                        return Err(rv(CKR_OBJECT_HANDLE_INVALID));
+                    }
+                    return match self.read_token_object(slot, handle, id, false) {
+                        Ok(object) if !object.is_private() => Err(e),
+                        Ok(_) => Err(rv(CKR_OBJECT_HANDLE_INVALID)),
+                        Err(again) if again.rv() == CKR_USER_NOT_LOGGED_IN => Err(rv(CKR_OBJECT_HANDLE_INVALID)),
+                        Err(again) => Err(again),
+                    };
                 }
                 Err(e) => return Err(e),
             },
@@ -297,6 +351,63 @@ impl Module {
         Ok(object)
     }
 
+    /// What a logout does to objects (PKCS#11 3.0 §5.6, C_Logout): the private session
+    /// objects are destroyed, and the handles of private token objects become invalid for
+    /// good (a new login finds the objects under new handles). Public objects keep theirs.
+    /// Runs while the slot's login state cannot change.
+    pub(super) fn forget_private_objects(&self, slot: &Slot) {
+        if slot.backend.is_remote() {
+            // The forwarded token invalidates its own handles and destroys its own private
+            // session objects at its C_Logout; keyfront's handles to them then fail there.
+            return;
+        }
+        self.objects.drop_private_session_objects(slot.id);
+        // The handles are listed before the token is asked which objects are public: every
+        // listed object existed before the question, so a public one is in the answer.
+        let tokens = self.objects.token_entries(slot.id);
+        let public: Option<std::collections::HashSet<ObjectId>> = if tokens.iter().all(|(_, _, private)| private.is_some()) {
+            Some(Default::default())
+        } else {
+            match slot.backend.find_objects(&AttributeTemplate::new(), false) {
+                Ok(ids) => Some(ids.into_iter().collect()),
+                Err(e) => {
+                    tracing::warn!(slot = slot.id, "public objects not listed at logout, read one by one: {e}");
+                    None
+                }
+            }
+        };
+        let private = |id: ObjectId| match &public {
+            Some(public) => !public.contains(&id),
+            // Unreadable counts as private: an invalid handle is found again, a private
+            // object's handle must not outlive the login.
+            None => slot.backend.read_object(id, false).map_or(true, |o| o.is_private()),
+        };
+        let doomed: Vec<CK_OBJECT_HANDLE> = tokens
+            .into_iter()
+            .filter(|&(_, id, known)| known.unwrap_or_else(|| private(id)))
+            .map(|(handle, _, _)| handle)
+            .collect();
+        self.objects.forget_all(&doomed);
+        self.objects.clear_cache(slot.id);
+    }
+
+    /// After a backend answered `e`: `CKR_USER_NOT_LOGGED_IN` while this process is logged
+    /// in means the soft token's key was discarded under it (another process re-initialised
+    /// the token). The login current at `epoch` then ends as at C_Logout, so the sessions
+    /// say so and private handles go. Key services and forwarded tokens have their own
+    /// reasons for that code, and keep their logins.
+    pub(super) fn check_login_lost(&self, slot: &Slot, epoch: u64, e: &crate::error::Error) {
+        if e.rv() != CKR_USER_NOT_LOGGED_IN || slot.login_state() == LoginState::Public {
+            return;
+        }
+        if slot.backend.is_remote() || slot.backend.keys_in_service() {
+            return;
+        }
+        if slot.end_lost_login(epoch, || self.forget_private_objects(slot)) {
+            tracing::warn!(slot = slot.id, "the token was re-initialised elsewhere: logged out");
+        }
+    }
+
     /// Checks the session may write an object with these properties.
     pub(super) fn check_writable(&self, session: &Session, slot: &Slot, token: bool, private: bool) -> Result<()> {
         if token && !session.read_write {
@@ -318,7 +429,8 @@ impl Module {
         getrandom::fill(&mut uid).map_err(|e| crate::error::Error::Internal(format!("OS random generator: {e}")))?;
         object.set(CKA_UNIQUE_ID, uid.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes());
         if object.is_token() {
-            let id = slot.backend.create_object(&object)?;
+            let epoch = slot.login_epoch();
+            let id = slot.backend.create_object(&object).inspect_err(|e| self.check_login_lost(slot, epoch, e))?;
             Ok(self.objects.token_handle(slot.id, id))
         } else {
             Ok(self.objects.add_session_object(slot.id, session.handle, object))
@@ -394,7 +506,13 @@ impl Module {
             .iter()
             .any(|&t| policy::must_seal(&found.object, t) && policy::is_readable(&found.object, t));
         if wants_secret && found.is_token() {
-            found = self.find_object(&session, handle, true)?;
+            match self.find_object(&session, handle, true) {
+                Ok(opened) => found = opened,
+                // Not a code C_GetAttributeValue may return: the sealed values are reported
+                // as unavailable below, the others as usual.
+                Err(e) if e.rv() == CKR_USER_NOT_LOGGED_IN => {}
+                Err(e) => return Err(e),
+            }
         }
         let object = &found.object;
         Ok(types
@@ -422,6 +540,7 @@ impl Module {
             self.check_remote_writable(&session, slot, id)?;
             return slot.backend.remote_set_attributes(session.handle, id, template);
         }
+        let epoch = slot.login_epoch();
         let found = self.find_object(&session, handle, false)?;
         self.check_writable(&session, slot, found.is_token(), found.object.is_private())?;
         let changed = policy::set_attributes(&found.object, template, Self::caller(slot))?;
@@ -439,7 +558,7 @@ impl Module {
             }
             Some(id) => {
                 let types: Vec<_> = template.iter().map(|(t, _)| t).collect();
-                slot.backend.update_object(id, &changed, &types)?;
+                slot.backend.update_object(id, &changed, &types).inspect_err(|e| self.check_login_lost(slot, epoch, e))?;
             }
         }
         Ok(())
@@ -458,6 +577,15 @@ impl Module {
             session.find = Some(ids.into_iter().map(|id| self.objects.remote_handle(slot.id, id, None)).collect::<Vec<_>>().into_iter());
             return Ok(());
         }
+        let epoch = slot.login_epoch();
+        let token_ids = match slot.backend.find_objects(template, slot.user_logged_in()) {
+            Err(e) if e.rv() == CKR_USER_NOT_LOGGED_IN => {
+                // The login was lost under this process: the search is a public one.
+                self.check_login_lost(slot, epoch, &e);
+                slot.backend.find_objects(template, false)?
+            }
+            other => other?,
+        };
         let user = slot.user_logged_in();
         let mut handles: Vec<CK_OBJECT_HANDLE> = {
             let entries = self.objects.entries.read();
@@ -474,7 +602,7 @@ impl Module {
                 .collect()
         };
         handles.sort_unstable();
-        for id in slot.backend.find_objects(template, user)? {
+        for id in token_ids {
             handles.push(self.objects.token_handle(slot.id, id));
         }
         session.find = Some(handles.into_iter());
@@ -485,7 +613,8 @@ impl Module {
         let session = self.sessions.get(session)?;
         let mut session = session.lock();
         let found = session.find.as_mut().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
-        Ok(found.take(max).collect())
+        // A logout since the search began invalidated the handles of private objects.
+        Ok(found.filter(|h| self.objects.is_live(*h)).take(max).collect())
     }
 
     pub fn find_final(&self, session: CK_SESSION_HANDLE) -> Result<()> {

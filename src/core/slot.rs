@@ -149,22 +149,46 @@ impl Slot {
         Ok(())
     }
 
-    pub fn logout(&self) -> Result<()> {
+    /// Logs out; `after` runs before the login state may change again (a login in another
+    /// thread then finds what `after` left).
+    pub fn logout(&self, after: impl FnOnce()) -> Result<()> {
         let _changing = self.changing_login.lock();
         if self.login_state() == LoginState::Public {
             return Err(rv(CKR_USER_NOT_LOGGED_IN));
         }
         self.backend.logout();
         self.set_login(LoginState::Public);
+        after();
         Ok(())
     }
 
-    /// Ends any login, as when the last session closes.
+    /// Ends the login current at `epoch` if it still is: the backend found it gone (another
+    /// process re-initialised the token, discarding the key it held). `after` as for
+    /// [`Slot::logout`]; false if the login had changed meanwhile.
+    pub fn end_lost_login(&self, epoch: u64, after: impl FnOnce()) -> bool {
+        let _changing = self.changing_login.lock();
+        if self.login_epoch() != epoch || self.login_state() == LoginState::Public {
+            return false;
+        }
+        self.backend.logout();
+        self.set_login(LoginState::Public);
+        after();
+        true
+    }
+
+    /// Ends any login (`C_Finalize`, `C_InitToken`: every object handle goes anyway).
     pub fn logout_all(&self) {
+        self.logout_all_then(|| {});
+    }
+
+    /// Ends any login, as when the last session closes; `after` as for [`Slot::logout`], run
+    /// only if someone was logged in.
+    pub fn logout_all_then(&self, after: impl FnOnce()) {
         let _changing = self.changing_login.lock();
         if self.login_state() != LoginState::Public {
             self.backend.logout();
             self.set_login(LoginState::Public);
+            after();
         }
     }
 }

@@ -79,7 +79,7 @@ impl Module {
         // A counter, not a scan of the session table: threads opening and closing sessions
         // would all read every shard of it.
         if slot.session_closed() {
-            slot.logout_all();
+            slot.logout_all_then(|| self.forget_private_objects(slot));
             self.objects.clear_cache(slot_id);
         }
         Ok(())
@@ -95,7 +95,7 @@ impl Module {
                 self.remote_session_closed(handle, slot_id, remote);
             }
         }
-        slot.logout_all();
+        slot.logout_all_then(|| self.forget_private_objects(slot));
         self.objects.clear_cache(slot_id);
         Ok(())
     }
@@ -159,7 +159,7 @@ impl Module {
 
     pub fn logout(&self, handle: CK_SESSION_HANDLE) -> Result<()> {
         let (slot, _) = self.session_slot(handle)?;
-        slot.logout()?;
+        slot.logout(|| self.forget_private_objects(slot))?;
         self.objects.clear_cache(slot.id);
         Ok(())
     }
@@ -169,7 +169,8 @@ impl Module {
         if slot.login_state() != LoginState::So || !read_write {
             return Err(rv(CKR_USER_NOT_LOGGED_IN));
         }
-        slot.backend.init_pin(pin)
+        let epoch = slot.login_epoch();
+        slot.backend.init_pin(pin).inspect_err(|e| self.check_login_lost(slot, epoch, e))
     }
 
     pub fn set_pin(&self, handle: CK_SESSION_HANDLE, old_pin: &[u8], new_pin: &[u8]) -> Result<()> {

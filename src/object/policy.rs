@@ -191,7 +191,7 @@ fn check_value_shape(kind: Kind, value: &[u8]) -> Result<()> {
         Ulong => value.len() == ULONG_LEN,
         Bytes => true,
         Date => value.is_empty() || (value.len() == 8 && value.iter().all(u8::is_ascii_digit)),
-        MechList => value.len() % ULONG_LEN == 0,
+        MechList => value.len().is_multiple_of(ULONG_LEN),
     };
     if ok {
         Ok(())
@@ -392,6 +392,9 @@ fn finish_secret_key(object: &mut Object, origin: Origin) -> Result<()> {
             }
             value_len.unwrap_or(0)
         }
+        // PKCS#11 3.0 §6.7.2 and §6.8.1 (footnote 2): CKA_VALUE_LEN must not be given to
+        // C_CreateObject, whose CKA_VALUE says the length; SoftHSM2 refuses it the same way.
+        Origin::Create if stated_len.is_some() => return Err(rv(CKR_ATTRIBUTE_READ_ONLY)),
         Origin::Create | Origin::Unwrap | Origin::Derive => {
             let len = value_len.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))?;
             if stated_len.is_some_and(|s| s as usize != len) {
@@ -548,6 +551,8 @@ mod tests {
         assert_eq!(new_object(&t, Origin::Create, &empty, USER).err().unwrap().rv(), CKR_ATTRIBUTE_READ_ONLY);
         let t = aes_template(16).with(CKA_MODULUS, vec![1]);
         assert_eq!(new_object(&t, Origin::Create, &empty, USER).err().unwrap().rv(), CKR_ATTRIBUTE_TYPE_INVALID);
+        let t = aes_template(16).with(CKA_VALUE_LEN, encode_ulong(16));
+        assert_eq!(new_object(&t, Origin::Create, &empty, USER).err().unwrap().rv(), CKR_ATTRIBUTE_READ_ONLY);
         let t = aes_template(16).with(CKA_SENSITIVE, vec![1, 0]);
         assert_eq!(new_object(&t, Origin::Create, &empty, USER).err().unwrap().rv(), CKR_ATTRIBUTE_VALUE_INVALID);
         let t = AttributeTemplate::new().with(CKA_CLASS, encode_ulong(CKO_SECRET_KEY)).with(CKA_KEY_TYPE, encode_ulong(CKK_AES));

@@ -131,6 +131,8 @@ fn derive_kek(pin: &[u8], salt: &[u8], iterations: u32) -> Zeroizing<[u8; 32]> {
 fn attribute_aad(object_uid: &[u8], ty: CK_ATTRIBUTE_TYPE) -> Vec<u8> {
     let mut aad = b"keyfront attribute v1".to_vec();
     aad.extend_from_slice(object_uid);
+    // Eight bytes wherever CK_ULONG is narrower: the AAD is part of the file format.
+    #[allow(clippy::unnecessary_cast)]
     aad.extend_from_slice(&(ty as u64).to_le_bytes());
     aad
 }

@@ -294,3 +294,105 @@ pub fn meta_delete(conn: &Connection, name: &str) -> Result<()> {
     conn.execute("DELETE FROM meta WHERE name = ?1", params![name])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    fn user_version(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap()
+    }
+
+    fn schema_objects(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn.prepare("SELECT type || ' ' || name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    const CURRENT_SCHEMA: [&str; 4] = ["table attributes", "index attributes_by_value", "table meta", "table objects"];
+
+    /// A new file gets the whole schema and WAL mode; the mode is kept in the file (header
+    /// bytes 18 and 19 are 2 in WAL mode), so every later connection, in any process, uses it.
+    #[test]
+    fn fresh_file_is_wal_at_current_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = Store::open(&path).unwrap();
+        let conn = store.conn().unwrap();
+        assert_eq!(user_version(&conn), SCHEMA_VERSION);
+        assert_eq!(schema_objects(&conn), CURRENT_SCHEMA);
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        let header = std::fs::read(&path).unwrap();
+        assert_eq!((header[18], header[19]), (2, 2), "file format versions in the header");
+        let fresh = store.connect().unwrap();
+        let mode: String = fresh.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal", "a new connection");
+    }
+
+    /// A file from a newer keyfront is left alone: its layout may mean something this build
+    /// would get wrong.
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        let err = Store::open(&path).err().expect("a newer schema opened");
+        assert_eq!(err.rv(), cryptoki_sys::CKR_GENERAL_ERROR);
+        let text = err.to_string();
+        assert!(text.contains(&format!("schema {}, newer than this keyfront ({SCHEMA_VERSION})", SCHEMA_VERSION + 1)), "{text}");
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(user_version(&conn), SCHEMA_VERSION + 1);
+        assert!(schema_objects(&conn).is_empty(), "the file was changed: {:?}", schema_objects(&conn));
+    }
+
+    /// A file at the current version is opened as it is, objects kept (no step runs again).
+    #[test]
+    fn current_schema_is_not_migrated_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .write(|tx| {
+                tx.execute("INSERT INTO objects (uid, private) VALUES (x'01', 0)", [])?;
+                meta_set(tx, "label", "kept")
+            })
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let conn = store.conn().unwrap();
+        assert_eq!(user_version(&conn), SCHEMA_VERSION);
+        let objects: i64 = conn.query_row("SELECT count(*) FROM objects", [], |r| r.get(0)).unwrap();
+        assert_eq!(objects, 1);
+        assert_eq!(meta_get::<String>(&conn, "label").unwrap().as_deref(), Some("kept"));
+    }
+
+    /// Two openers of one new file (two processes starting at once, here two threads with
+    /// connections of their own): both succeed, and the schema is made once.
+    #[test]
+    fn two_stores_open_one_fresh_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        for round in 0..5 {
+            let path = path.with_extension(format!("{round}.db"));
+            let barrier = Arc::new(Barrier::new(2));
+            let openers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        let store = Store::open(&path)?;
+                        store.write(|tx| meta_set(tx, "opened", 1))
+                    })
+                })
+                .collect();
+            for opener in openers {
+                opener.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+            }
+            let conn = Connection::open(&path).unwrap();
+            assert_eq!(user_version(&conn), SCHEMA_VERSION);
+            assert_eq!(schema_objects(&conn), CURRENT_SCHEMA);
+            assert_eq!(meta_get::<i64>(&conn, "generation").unwrap(), Some(2), "both writes kept");
+        }
+    }
+}
