@@ -377,9 +377,22 @@ pub fn asym_output_len(key: &Object) -> Result<usize> {
 }
 
 /// Mechanisms PKCS#11 allows only as single-part operations (`C_Sign`, `C_Encrypt`…, not
-/// the `…Update` forms). `CKM_EDDSA` and the hashing signatures are multi-part.
+/// the `…Update` forms). `CKM_EDDSA` and the hashing signatures are multi-part. The AES key
+/// wraps are single-part too: "The mechanisms support only single-part operations, single
+/// part wrapping and unwrapping, and single-part encryption and decryption" (PKCS#11 3.0,
+/// AES Key Wrap).
 pub fn is_single_part_only(kind: CK_MECHANISM_TYPE) -> bool {
-    matches!(kind, CKM_RSA_PKCS | CKM_RSA_X_509 | CKM_RSA_PKCS_OAEP | CKM_RSA_PKCS_PSS | CKM_ECDSA)
+    matches!(
+        kind,
+        CKM_RSA_PKCS
+            | CKM_RSA_X_509
+            | CKM_RSA_PKCS_OAEP
+            | CKM_RSA_PKCS_PSS
+            | CKM_ECDSA
+            | CKM_AES_KEY_WRAP
+            | CKM_AES_KEY_WRAP_PAD
+            | CKM_AES_KEY_WRAP_KWP
+    )
 }
 
 #[cfg(test)]
@@ -431,5 +444,11 @@ mod asym_tests {
         assert_eq!(asym_output_len(&rsa).unwrap(), 256);
         assert_eq!(asym_output_len(&public_of(&ec)).unwrap(), 64);
         assert!(is_single_part_only(CKM_RSA_PKCS) && !is_single_part_only(CKM_EDDSA));
+        for kind in [CKM_AES_KEY_WRAP, CKM_AES_KEY_WRAP_PAD, CKM_AES_KEY_WRAP_KWP] {
+            assert!(is_single_part_only(kind), "0x{kind:x}");
+        }
+        for kind in [CKM_AES_ECB, CKM_AES_CBC, CKM_AES_CBC_PAD, CKM_AES_CTR, CKM_AES_GCM, CKM_SHA256_HMAC, CKM_SHA256] {
+            assert!(!is_single_part_only(kind), "0x{kind:x}");
+        }
     }
 }
