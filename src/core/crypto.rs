@@ -109,8 +109,9 @@ fn wipe(buf: &mut Secret) {
 
 
 
-/// The longest secret `C_DeriveKey` makes, in bytes (the longest generic secret key).
-const MAX_DERIVED_LEN: usize = 1024;
+/// The longest secret `C_DeriveKey` makes, in bytes: the longest generic secret key, which
+/// is also the longest HMAC key and the most `CKM_GENERIC_SECRET_KEY_GEN` makes.
+const MAX_DERIVED_LEN: usize = mechanism::hmac::MAX_KEY_LEN;
 
 /// Which attribute of a key permits which use.
 #[derive(Clone, Copy)]
