@@ -113,6 +113,17 @@ fn wipe(buf: &mut Secret) {
 /// is also the longest HMAC key and the most `CKM_GENERIC_SECRET_KEY_GEN` makes.
 const MAX_DERIVED_LEN: usize = mechanism::hmac::MAX_KEY_LEN;
 
+/// Which call of an operation `with_operation` runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// `C_Encrypt`, `C_Sign`…: the whole operation in one call.
+    Once,
+    /// `C_EncryptUpdate`, `C_SignUpdate`…
+    Update,
+    /// `C_EncryptFinal`, `C_SignFinal`…
+    Final,
+}
+
 /// Which attribute of a key permits which use.
 #[derive(Clone, Copy)]
 enum KeyUse {
@@ -223,23 +234,29 @@ impl Module {
     }
 
     /// Runs one step of the operation `which` picks: refused while it waits for a context
-    /// login, and refused for `…Update` calls of single-part mechanisms.
+    /// login, and refused (ending the operation) for `…Update` calls of single-part
+    /// mechanisms and for a single-part call after an `…Update`.
     fn with_operation<T, O>(
         &self,
         handle: CK_SESSION_HANDLE,
         which: impl FnOnce(&mut Session) -> &mut Option<Pending<O>>,
-        update: bool,
+        call: Call,
         f: impl FnOnce(&mut Option<Pending<O>>) -> Result<T>,
     ) -> Result<T> {
         self.with_session(handle, |session| {
             let slot = which(session);
-            let pending = slot.as_ref().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
+            let pending = slot.as_mut().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
             if pending.needs_context_login {
                 return Err(rv(CKR_USER_NOT_LOGGED_IN));
             }
-            if update && pending.single_part {
-                *slot = None;
-                return Err(rv(CKR_FUNCTION_NOT_SUPPORTED));
+            match call {
+                Call::Update if pending.single_part => {
+                    *slot = None;
+                    return Err(rv(CKR_FUNCTION_NOT_SUPPORTED));
+                }
+                Call::Update => pending.multi_part = true,
+                Call::Once => check_single_part(slot)?,
+                Call::Final => {}
             }
             f(slot)
         })
@@ -268,7 +285,7 @@ impl Module {
 
     /// `C_Encrypt`/`C_Decrypt`.
     pub fn cipher_once(&self, handle: CK_SESSION_HANDLE, encrypt: bool, input: &[u8], out: Output<'_>) -> Result<usize> {
-        self.with_operation(handle, |s| cipher_slot(s, encrypt), false, |slot| {
+        self.with_operation(handle, |s| cipher_slot(s, encrypt), Call::Once, |slot| {
             if let Some(len) = direct_len(slot, input, &out) {
                 return once_direct(slot, input, out, len);
             }
@@ -278,12 +295,12 @@ impl Module {
 
     /// `C_EncryptUpdate`/`C_DecryptUpdate`.
     pub fn cipher_update(&self, handle: CK_SESSION_HANDLE, encrypt: bool, input: &[u8], out: Output<'_>) -> Result<usize> {
-        self.with_operation(handle, |s| cipher_slot(s, encrypt), true, |slot| step(slot, out, false, |c| c.update(input)))
+        self.with_operation(handle, |s| cipher_slot(s, encrypt), Call::Update, |slot| step(slot, out, false, |c| c.update(input)))
     }
 
     /// `C_EncryptFinal`/`C_DecryptFinal`.
     pub fn cipher_final(&self, handle: CK_SESSION_HANDLE, encrypt: bool, out: Output<'_>) -> Result<usize> {
-        self.with_operation(handle, |s| cipher_slot(s, encrypt), false, |slot| step(slot, out, true, |c| c.finish()))
+        self.with_operation(handle, |s| cipher_slot(s, encrypt), Call::Final, |slot| step(slot, out, true, |c| c.finish()))
     }
 
     pub fn digest_init(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism) -> Result<()> {
@@ -299,6 +316,7 @@ impl Module {
 
     pub fn digest_once(&self, handle: CK_SESSION_HANDLE, input: &[u8], out: Output<'_>) -> Result<usize> {
         self.with_session(handle, |session| {
+            check_single_part(&mut session.digest)?;
             step(&mut session.digest, out, true, |d| {
                 d.update(input);
                 Ok(Zeroizing::new(d.finish()))
@@ -309,6 +327,7 @@ impl Module {
     pub fn digest_update(&self, handle: CK_SESSION_HANDLE, input: &[u8]) -> Result<()> {
         self.with_session(handle, |session| {
             let pending = session.digest.as_mut().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
+            pending.multi_part = true;
             pending.op.update(input);
             Ok(())
         })
@@ -340,7 +359,9 @@ impl Module {
             let digestible = object.class() == CKO_SECRET_KEY && policy::is_readable(object, CKA_VALUE);
             match object.get(CKA_VALUE) {
                 Some(value) if digestible => {
-                    session.digest.as_mut().expect("checked above").op.update(value);
+                    let pending = session.digest.as_mut().expect("checked above");
+                    pending.multi_part = true;
+                    pending.op.update(value);
                     Ok(())
                 }
                 _ => {
@@ -385,14 +406,14 @@ impl Module {
     }
 
     pub fn sign_once(&self, handle: CK_SESSION_HANDLE, data: &[u8], out: Output<'_>) -> Result<usize> {
-        self.with_operation(handle, |s| &mut s.sign, false, |slot| {
+        self.with_operation(handle, |s| &mut s.sign, Call::Once, |slot| {
             step(slot, out, true, |s| Ok(Zeroizing::new(s.sign_once(data)?)))
         })
     }
 
     /// `C_SignUpdate` (`sign` true) or `C_VerifyUpdate`. A failure ends the operation.
     pub fn sign_update(&self, handle: CK_SESSION_HANDLE, sign: bool, data: &[u8]) -> Result<()> {
-        self.with_operation(handle, |s| signer_slot(s, sign), true, |slot| {
+        self.with_operation(handle, |s| signer_slot(s, sign), Call::Update, |slot| {
             let pending = slot.as_mut().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
             let result = pending.op.update(data);
             if result.is_err() {
@@ -403,7 +424,7 @@ impl Module {
     }
 
     pub fn sign_final(&self, handle: CK_SESSION_HANDLE, out: Output<'_>) -> Result<usize> {
-        self.with_operation(handle, |s| &mut s.sign, false, |slot| step(slot, out, true, |s| Ok(Zeroizing::new(s.sign()?))))
+        self.with_operation(handle, |s| &mut s.sign, Call::Final, |slot| step(slot, out, true, |s| Ok(Zeroizing::new(s.sign()?))))
     }
 
     /// `C_Verify` (with `data`) or `C_VerifyFinal` (without): always ends the operation.
@@ -411,6 +432,8 @@ impl Module {
         self.with_session(handle, |session| {
             let mut pending = session.verify.take().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
             match data {
+                // C_Verify cannot end what C_VerifyUpdate began; the operation ends all the same.
+                Some(_) if pending.multi_part => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
                 Some(data) => pending.op.verify_once(data, signature),
                 None => pending.op.verify(signature),
             }
@@ -678,6 +701,19 @@ fn signer_slot(session: &mut Session, sign: bool) -> &mut Option<Pending<Box<dyn
     } else {
         &mut session.verify
     }
+}
+
+/// A single-part call (`C_Encrypt`, `C_Digest`, `C_Sign`…) on an operation that an `…Update`
+/// call already fed: PKCS#11 says the single-part call "cannot be used to terminate a
+/// multi-part operation". As SoftHSM2 does for `C_Sign` and `C_Verify`, it is refused with
+/// `CKR_OPERATION_NOT_INITIALIZED` (there is no single-part operation to run) and the
+/// operation ends, as SoftHSM2 ends it and as any error but `CKR_BUFFER_TOO_SMALL` does.
+fn check_single_part<T>(slot: &mut Option<Pending<T>>) -> Result<()> {
+    if slot.as_ref().is_some_and(|p| p.multi_part) {
+        *slot = None;
+        return Err(rv(CKR_OPERATION_NOT_INITIALIZED));
+    }
+    Ok(())
 }
 
 /// A template without CKA_EC_PARAMS: generation and unwrapping report the curve in its
