@@ -607,7 +607,10 @@ impl Module {
                 _ => e,
             })?;
             let target = &target.object;
-            if !matches!(target.class(), CKO_SECRET_KEY | CKO_PRIVATE_KEY) {
+            let zero_padded = mechanism::aes::wraps_zero_padded(mechanism.kind);
+            // AES-ECB and AES-CBC wrap secret keys only: a zero-padded PKCS#8 blob would not
+            // read back.
+            if !matches!(target.class(), CKO_SECRET_KEY | CKO_PRIVATE_KEY) || (zero_padded && target.class() != CKO_SECRET_KEY) {
                 return Err(rv(CKR_KEY_NOT_WRAPPABLE));
             }
             if !target.flag(CKA_EXTRACTABLE) {
@@ -621,6 +624,7 @@ impl Module {
             }
             // Secret keys wrap as their value, private keys as a PKCS#8 PrivateKeyInfo.
             let value = match target.class() {
+                CKO_SECRET_KEY if zero_padded => mechanism::aes::zero_padded(target.get(CKA_VALUE).unwrap_or_default()),
                 CKO_SECRET_KEY => Zeroizing::new(target.get(CKA_VALUE).unwrap_or_default().to_vec()),
                 _ => mechanism::private_key_to_pkcs8(target)?,
             };
@@ -653,12 +657,35 @@ impl Module {
                 _ => e,
             })?;
             let class = template.get_ulong(CKA_CLASS)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))?;
+            // AES-ECB and AES-CBC unwrap to the key's value zero-padded to whole blocks, cut
+            // to CKA_VALUE_LEN: without it the length is unknown (a 24-byte AES key and a
+            // 32-byte one wrap alike), and they unwrap secret keys only.
+            let cut_to = match (mechanism::aes::wraps_zero_padded(mechanism.kind), class) {
+                (false, _) => None,
+                (true, CKO_SECRET_KEY) => Some(template.get_ulong(CKA_VALUE_LEN)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))? as usize),
+                (true, _) => return Err(rv(CKR_TEMPLATE_INCONSISTENT)),
+            };
             let mut cipher = self.key_cipher(session, &unwrapping, mechanism, false)?;
-            let value = cipher.once(wrapped).map_err(unwrap_error)?;
+            let mut value = cipher.once(wrapped).map_err(unwrap_error)?;
+            if let Some(len) = cut_to {
+                if len > value.len() {
+                    // Too short for the key the template describes.
+                    return Err(rv(CKR_WRAPPED_KEY_LEN_RANGE));
+                }
+                value.truncate(len);
+            }
             let implied = match class {
                 CKO_SECRET_KEY => {
-                    if !template.contains(CKA_KEY_TYPE) {
-                        return Err(rv(CKR_TEMPLATE_INCOMPLETE));
+                    let key_type = template.get_ulong(CKA_KEY_TYPE)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))?;
+                    // A value no key of that type has (an AES key of 20 bytes) is "recognizably
+                    // not a wrapped key of the proper type": CKR_WRAPPED_KEY_INVALID. A length
+                    // the template named itself is the template's to answer for.
+                    let fits = match key_type {
+                        CKK_AES => matches!(value.len(), 16 | 24 | 32),
+                        _ => !value.is_empty(),
+                    };
+                    if cut_to.is_none() && !fits {
+                        return Err(rv(CKR_WRAPPED_KEY_INVALID));
                     }
                     AttributeTemplate::new().with(CKA_VALUE, value.to_vec())
                 }

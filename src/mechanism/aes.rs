@@ -90,6 +90,21 @@ pub fn check_value(key: &[u8]) -> Result<[u8; 3]> {
     Ok([block[0], block[1], block[2]])
 }
 
+/// Whether `kind` wraps a key as its value zero-padded to whole blocks: AES-ECB and AES-CBC,
+/// whose PKCS#11 3.0 descriptions have the value "padded on the trailing end with up to block
+/// size minus one null bytes". Their unwrapping gives the padded value, which the caller cuts to the
+/// key's length; the other AES mechanisms give back exactly what was wrapped.
+pub fn wraps_zero_padded(kind: CK_MECHANISM_TYPE) -> bool {
+    matches!(kind, CKM_AES_ECB | CKM_AES_CBC)
+}
+
+/// A key value zero-padded to whole AES blocks, for [`wraps_zero_padded`] mechanisms.
+pub fn zero_padded(value: &[u8]) -> Secret {
+    let mut out = secret(value.len().div_ceil(BLOCK) * BLOCK, 0);
+    out[..value.len()].copy_from_slice(value);
+    out
+}
+
 /// The mechanism with its parameter checked.
 enum Mode {
     Ecb,
@@ -901,6 +916,21 @@ mod tests {
         for key in [hex(KEY128), vec![7; 24], hex(KEY256)] {
             let ct = run(&mech(CKM_AES_ECB, MechanismParam::None), &key, true, &[0; 16]).unwrap();
             assert_eq!(check_value(&key).unwrap(), ct[..3]);
+        }
+    }
+
+    #[test]
+    fn zero_padding_for_ecb_and_cbc_wrap() {
+        for (len, padded) in [(0, 0), (1, 16), (15, 16), (16, 16), (20, 32), (24, 32), (32, 32), (33, 48)] {
+            let value: Vec<u8> = (1..=len as u8).collect();
+            let out = zero_padded(&value);
+            assert_eq!(out.len(), padded, "{len} bytes");
+            assert_eq!(out[..len], value[..]);
+            assert!(out[len..].iter().all(|&b| b == 0), "{len} bytes: padding is zeros");
+        }
+        let kinds = [CKM_AES_ECB, CKM_AES_CBC];
+        for kind in [CKM_AES_ECB, CKM_AES_CBC, CKM_AES_CBC_PAD, CKM_AES_GCM, CKM_AES_CTR, CKM_AES_KEY_WRAP, CKM_AES_KEY_WRAP_PAD, CKM_AES_KEY_WRAP_KWP] {
+            assert_eq!(wraps_zero_padded(kind), kinds.contains(&kind), "0x{kind:x}");
         }
     }
 
