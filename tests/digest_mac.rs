@@ -208,3 +208,200 @@ fn hmac_buffers_state_and_keys() {
     expect_rv(sign_init(s, &m256, 0xdead_beef), CKR_KEY_HANDLE_INVALID);
     close(s).unwrap();
 }
+
+/// RFC 4231's test case 2 message under a 1-byte key (0xaa) and the 1024-byte key
+/// ((7i + 1) mod 256 for i in 0..1024): the shortest and longest HMAC keys keyfront takes.
+/// Expected MACs from `openssl dgst -sha256 -mac HMAC -macopt hexkey:…` (and -sha384,
+/// -sha512), cross-checked with Python's hmac module.
+const HMAC_LIMITS: [(CK_MECHANISM_TYPE, &str, &str); 3] = [
+    (
+        CKM_SHA256_HMAC,
+        "4ef89b75bc865859ad32c1ea7af78e2d180197348a7dab56350933ae2a5f4574",
+        "85dc5dfcb472f0fe1c8a20cbb0f7f3ca4497ad30b000f6f45807a82be921046c",
+    ),
+    (
+        CKM_SHA384_HMAC,
+        "9447e3bcda7ac6653add6e84c901aa529bad51370b97e44b001f663a7143566062b83d1eace3a4c7f4e7a0f06b5afa97",
+        "8c57947a3b60f2f3c4131fde2c0ebc812bedc9a6722827b2ccb9af62f9c99664c63d833d8d6956f06e04f958cc116956",
+    ),
+    (
+        CKM_SHA512_HMAC,
+        "024470d7a924457cf4565a30d4bf1b8728027300bcfcca7513134dfd6fa2996d0abc57f301b461db3388ccddd97509aef9bd6337f5b806fefea9cdda1cfca037",
+        "3a5bfc2e650d7e151243ec36a0d90f2c159f36d8bbeb0d17dd547277dbff56e240409b675c8aebdb3da2dff7e3161a183bd8bd8f6e48d8176b8825f5cd73c0be",
+    ),
+];
+
+/// The longest generic secret key, in bytes: what HMAC takes and key generation makes.
+const MAX_SECRET: CK_ULONG = 1024;
+
+fn long_hmac_key(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + 1) as u8).collect()
+}
+
+/// One maximum for generic secret keys: C_GetMechanismInfo reports 8 to 8192 bits for
+/// CKM_GENERIC_SECRET_KEY_GEN (PKCS#11 3.0 counts its sizes in bits) and 1 to 1024 bytes for
+/// the HMAC mechanisms (3.0 names no unit for them: bytes, as SoftHSM2 reports them); key
+/// generation and HMAC accept exactly that and refuse one byte either side with
+/// CKR_KEY_SIZE_RANGE.
+#[test]
+fn generic_secret_and_hmac_key_size_limits() {
+    let slot = fx().token();
+    let s = user_session(slot);
+    let gen = Mech::new(CKM_GENERIC_SECRET_KEY_GEN);
+    let keygen = |len: CK_ULONG| gen_key(s, &gen, &[au(CKA_VALUE_LEN, len), ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)]);
+    if backend().is_forwarded() {
+        // SoftHSM2's own limits: any length from 1 byte (0 is CKR_TEMPLATE_INCOMPLETE), and
+        // HMAC keys at least as long as the digest.
+        skip_note("SoftHSM2 has its own generic secret and HMAC key limits");
+        expect_rv(keygen(0), CKR_TEMPLATE_INCOMPLETE);
+        assert_eq!(get_attr(s, keygen(MAX_SECRET + 1).unwrap(), CKA_VALUE).unwrap().len(), 1025);
+        let short = create(s, &generic_tmpl(&[0xaa], &[])).unwrap();
+        expect_rv(sign_init(s, &Mech::new(CKM_SHA256_HMAC), short), CKR_KEY_SIZE_RANGE);
+        close(s).unwrap();
+        return;
+    }
+    let mut info = CK_MECHANISM_INFO::default();
+    assert_rv(ck!(C_GetMechanismInfo, slot, CKM_GENERIC_SECRET_KEY_GEN, &mut info), CKR_OK);
+    assert_eq!((info.ulMinKeySize, info.ulMaxKeySize), (8, 8 * MAX_SECRET), "generic secret key generation, bits");
+    for (m, _, _) in HMAC_LIMITS {
+        assert_rv(ck!(C_GetMechanismInfo, slot, m, &mut info), CKR_OK);
+        assert_eq!((info.ulMinKeySize, info.ulMaxKeySize), (1, MAX_SECRET), "mechanism 0x{m:x}, bytes");
+    }
+    for len in [1, MAX_SECRET] {
+        assert_eq!(get_attr(s, keygen(len).unwrap(), CKA_VALUE).unwrap().len(), len as usize);
+    }
+    expect_rv(keygen(0), CKR_KEY_SIZE_RANGE);
+    expect_rv(keygen(MAX_SECRET + 1), CKR_KEY_SIZE_RANGE);
+
+    let shortest = create(s, &generic_tmpl(&[0xaa], &[])).unwrap();
+    let longest = create(s, &generic_tmpl(&long_hmac_key(1024), &[])).unwrap();
+    let too_long = create(s, &generic_tmpl(&long_hmac_key(1025), &[])).unwrap();
+    for (m, short_mac, long_mac) in HMAC_LIMITS {
+        let mech = Mech::new(m);
+        for (k, want) in [(shortest, short_mac), (longest, long_mac)] {
+            let want = hex(want);
+            assert_eq!(sign(s, &mech, k, JEFE_DATA).unwrap(), want, "0x{m:x}");
+            verify(s, &mech, k, JEFE_DATA, &want).unwrap();
+        }
+        expect_rv(sign_init(s, &mech, too_long), CKR_KEY_SIZE_RANGE);
+        expect_rv(verify_init(s, &mech, too_long), CKR_KEY_SIZE_RANGE);
+    }
+    close(s).unwrap();
+}
+
+/// C_DigestKey digests only a secret key whose value could be read: a sensitive key, a public
+/// key or a data object is CKR_KEY_INDIGESTIBLE, and the error ends the digest (keyfront ends
+/// an operation on any error but CKR_BUFFER_TOO_SMALL; PKCS#11 says so of C_DigestUpdate and
+/// leaves C_DigestKey unsaid). On a forwarding slot keyfront digests itself and never reads a
+/// vendor key's value: every key there is indigestible.
+#[test]
+fn digest_key_refuses_what_it_may_not_read() {
+    let s = user_session(fx().token());
+    let sensitive = aes_key(s, &[3; 16], &[ab(CKA_SENSITIVE, true), ab(CKA_EXTRACTABLE, true)]);
+    let unextractable = aes_key(s, &[3; 16], &[ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, false)]);
+    let p256 = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    let (public, _) = gen_key_pair(s, &Mech::new(CKM_EC_KEY_PAIR_GEN), &[av(CKA_EC_PARAMS, p256)], &[]).unwrap();
+    let data = create(s, &data_tmpl("not a key", &[])).unwrap();
+    for (i, k) in [sensitive, unextractable, public, data].into_iter().enumerate() {
+        digest_init(s, CKM_SHA256).unwrap();
+        digest_update(s, b"before").unwrap();
+        assert_rv(ck!(C_DigestKey, s, k), CKR_KEY_INDIGESTIBLE);
+        expect_rv(digest_final(s), CKR_OPERATION_NOT_INITIALIZED);
+        expect_rv(digest_update(s, b"after"), CKR_OPERATION_NOT_INITIALIZED);
+        // A new digest starts afresh.
+        assert_eq!(digest(s, CKM_SHA256, b"abc").unwrap(), hex(ABC[1].1), "case {i}");
+    }
+    close(s).unwrap();
+}
+
+/// The HMAC mechanisms take generic secret keys (and their own HMAC key types), not AES
+/// keys: CKR_KEY_TYPE_INCONSISTENT, as SoftHSM2 answers too.
+#[test]
+fn hmac_refuses_an_aes_key() {
+    let s = user_session(fx().token());
+    let aes = aes_key(s, &[9; 32], &[ab(CKA_SIGN, true), ab(CKA_VERIFY, true)]);
+    for (m, _) in HMAC_JEFE {
+        expect_rv(sign_init(s, &Mech::new(m), aes), CKR_KEY_TYPE_INCONSISTENT);
+        expect_rv(verify_init(s, &Mech::new(m), aes), CKR_KEY_TYPE_INCONSISTENT);
+    }
+    // Nothing was started: a sign with a proper key goes ahead.
+    let (k, data, cases) = hmac_case(s);
+    assert_eq!(sign(s, &Mech::new(cases[0].0), k, data).unwrap(), hex(cases[0].1));
+    close(s).unwrap();
+}
+
+/// A second C_VerifyInit while a verification runs is CKR_OPERATION_ACTIVE, and the first
+/// one carries on.
+#[test]
+fn verify_init_while_verifying_is_operation_active() {
+    let s = user_session(fx().token());
+    let (k, data, cases) = hmac_case(s);
+    let mech = Mech::new(cases[0].0);
+    let mac = hex(cases[0].1);
+    verify_init(s, &mech, k).unwrap();
+    expect_rv(verify_init(s, &Mech::new(cases[1].0), k), CKR_OPERATION_ACTIVE);
+    assert_rv(ck!(C_Verify, s, data.as_ptr() as *mut u8, data.len() as CK_ULONG, mac.as_ptr() as *mut u8, mac.len() as CK_ULONG), CKR_OK);
+    close(s).unwrap();
+}
+
+/// C_SeedRandom: keyfront's generator is the operating system's, which takes no seed from
+/// applications: CKR_RANDOM_SEED_NOT_SUPPORTED, on a forwarding slot too (the generator is
+/// keyfront's there as well). The random generator still works afterwards.
+#[test]
+fn seed_random_is_not_supported() {
+    let s = open(fx().token(), false).unwrap();
+    let seed = [1u8, 2, 3, 4];
+    assert_rv(ck!(C_SeedRandom, s, seed.as_ptr() as *mut u8, 4), CKR_RANDOM_SEED_NOT_SUPPORTED);
+    assert_eq!(random(s, 16).unwrap().len(), 16);
+    close(s).unwrap();
+    assert_rv(ck!(C_SeedRandom, s, seed.as_ptr() as *mut u8, 4), CKR_SESSION_HANDLE_INVALID);
+}
+
+/// PKCS#11: C_Digest, C_Sign and C_Verify "cannot be used to terminate a multi-part
+/// operation". After C_DigestUpdate, C_DigestKey, C_SignUpdate or C_VerifyUpdate the
+/// single-part call is CKR_OPERATION_NOT_INITIALIZED and the operation is over, as SoftHSM2
+/// answers C_Sign and C_Verify after an update.
+#[test]
+fn single_part_call_after_update_is_refused() {
+    let s = user_session(fx().token());
+    let p = b"abc".as_ptr() as *mut u8;
+    let mut out = [0u8; 64];
+
+    let digestible = aes_key(s, &[4; 16], &[ab(CKA_SENSITIVE, false), ab(CKA_EXTRACTABLE, true)]);
+    let feeds: [&dyn Fn() -> CK_RV; 2] = [&|| ck!(C_DigestUpdate, s, p, 3), &|| ck!(C_DigestKey, s, digestible)];
+    for (i, feed) in feeds.iter().enumerate() {
+        if i == 1 && backend().is_forwarded() {
+            skip_note("C_DigestKey of a vendor key is CKR_KEY_INDIGESTIBLE (digest_key_equals_digest_of_value)");
+            continue;
+        }
+        digest_init(s, CKM_SHA256).unwrap();
+        assert_rv(feed(), CKR_OK);
+        let mut l: CK_ULONG = 64;
+        assert_rv(ck!(C_Digest, s, p, 3, out.as_mut_ptr(), &mut l), CKR_OPERATION_NOT_INITIALIZED);
+        expect_rv(digest_final(s), CKR_OPERATION_NOT_INITIALIZED);
+    }
+    digest_init(s, CKM_SHA256).unwrap();
+    let mut l: CK_ULONG = 64;
+    assert_rv(ck!(C_Digest, s, p, 3, out.as_mut_ptr(), &mut l), CKR_OK);
+    assert_eq!(out[..32], hex(ABC[1].1)[..], "C_Digest alone");
+
+    let (k, data, cases) = hmac_case(s);
+    let mech = Mech::new(cases[0].0);
+    let mac = hex(cases[0].1);
+    let (d, n) = (data.as_ptr() as *mut u8, data.len() as CK_ULONG);
+    sign_init(s, &mech, k).unwrap();
+    assert_rv(ck!(C_SignUpdate, s, d, n), CKR_OK);
+    let mut l: CK_ULONG = 64;
+    assert_rv(ck!(C_Sign, s, d, n, out.as_mut_ptr(), &mut l), CKR_OPERATION_NOT_INITIALIZED);
+    l = 64;
+    assert_rv(ck!(C_SignFinal, s, out.as_mut_ptr(), &mut l), CKR_OPERATION_NOT_INITIALIZED);
+
+    verify_init(s, &mech, k).unwrap();
+    assert_rv(ck!(C_VerifyUpdate, s, d, n), CKR_OK);
+    assert_rv(ck!(C_Verify, s, d, n, mac.as_ptr() as *mut u8, mac.len() as CK_ULONG), CKR_OPERATION_NOT_INITIALIZED);
+    assert_rv(ck!(C_VerifyFinal, s, mac.as_ptr() as *mut u8, mac.len() as CK_ULONG), CKR_OPERATION_NOT_INITIALIZED);
+    // The multi-part calls finish what they began.
+    assert_eq!(sign_parts(s, &mech, k, &[data]).unwrap(), mac);
+    verify_parts(s, &mech, k, &[data], &mac).unwrap();
+    close(s).unwrap();
+}
