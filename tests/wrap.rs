@@ -255,7 +255,7 @@ fn wrapped_len(m: CK_MECHANISM_TYPE, n: usize) -> Option<usize> {
         CKM_AES_ECB | CKM_AES_CBC => Some(n.div_ceil(16) * 16),
         CKM_AES_CBC_PAD => Some((n / 16 + 1) * 16),
         CKM_AES_GCM => Some(n + 16),
-        CKM_AES_KEY_WRAP => (n % 8 == 0 && n >= 16).then_some(n + 8),
+        CKM_AES_KEY_WRAP => (n.is_multiple_of(8) && n >= 16).then_some(n + 8),
         CKM_AES_KEY_WRAP_KWP => Some(n.div_ceil(8) * 8 + 8),
         CKM_AES_KEY_WRAP_PAD => Some((n / 8 + 1) * 8 + 8),
         other => panic!("mechanism 0x{other:x}"),
