@@ -105,6 +105,11 @@ fn rfc_vectors_via_wrap_key() {
         let theirs = pad.with(|m| two_call(|o, l| unsafe { f.C_WrapKey.unwrap()(vs, m, vkek, vtarget, o, l) })).unwrap();
         let ours = wrap(s, &pad, kek2, target2).unwrap();
         assert_eq!(ours, theirs, "C_WrapKey through keyfront and by SoftHSM2");
+        // What SoftHSM2 2.6.1 makes is RFC 5649 of the key zero-padded to 24 bytes (so the
+        // length inside is 24, not 20): `openssl enc -id-aes192-wrap-pad -K <KWP_KEK>
+        // -iv A65959A6` over KWP_KEY followed by 00000000 gives exactly this.
+        assert_eq!(ours, hex("cf1e485360e1a812 6f524d01771677f9 400edb4d074f1411 6988d71e1588e367"));
+        assert_ne!(ours, hex(KWP_OUT), "not RFC 5649 of the 20-byte key");
         let back2 = unwrap(s, &pad, kek2, &ours, &tmpl).unwrap();
         assert_eq!(get_attr(s, back2, CKA_VALUE).unwrap()[..20], hex(KWP_KEY)[..]);
         assert_rv(unsafe { f.C_CloseSession.unwrap()(vs) }, CKR_OK);
