@@ -109,8 +109,20 @@ fn wipe(buf: &mut Secret) {
 
 
 
-/// The longest secret `C_DeriveKey` makes, in bytes (the longest generic secret key).
-const MAX_DERIVED_LEN: usize = 1024;
+/// The longest secret `C_DeriveKey` makes, in bytes: the longest generic secret key, which
+/// is also the longest HMAC key and the most `CKM_GENERIC_SECRET_KEY_GEN` makes.
+const MAX_DERIVED_LEN: usize = mechanism::hmac::MAX_KEY_LEN;
+
+/// Which call of an operation `with_operation` runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// `C_Encrypt`, `C_Sign`…: the whole operation in one call.
+    Once,
+    /// `C_EncryptUpdate`, `C_SignUpdate`…
+    Update,
+    /// `C_EncryptFinal`, `C_SignFinal`…
+    Final,
+}
 
 /// Which attribute of a key permits which use.
 #[derive(Clone, Copy)]
@@ -222,23 +234,29 @@ impl Module {
     }
 
     /// Runs one step of the operation `which` picks: refused while it waits for a context
-    /// login, and refused for `…Update` calls of single-part mechanisms.
+    /// login, and refused (ending the operation) for `…Update` calls of single-part
+    /// mechanisms and for a single-part call after an `…Update`.
     fn with_operation<T, O>(
         &self,
         handle: CK_SESSION_HANDLE,
         which: impl FnOnce(&mut Session) -> &mut Option<Pending<O>>,
-        update: bool,
+        call: Call,
         f: impl FnOnce(&mut Option<Pending<O>>) -> Result<T>,
     ) -> Result<T> {
         self.with_session(handle, |session| {
             let slot = which(session);
-            let pending = slot.as_ref().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
+            let pending = slot.as_mut().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
             if pending.needs_context_login {
                 return Err(rv(CKR_USER_NOT_LOGGED_IN));
             }
-            if update && pending.single_part {
-                *slot = None;
-                return Err(rv(CKR_FUNCTION_NOT_SUPPORTED));
+            match call {
+                Call::Update if pending.single_part => {
+                    *slot = None;
+                    return Err(rv(CKR_FUNCTION_NOT_SUPPORTED));
+                }
+                Call::Update => pending.multi_part = true,
+                Call::Once => check_single_part(slot)?,
+                Call::Final => {}
             }
             f(slot)
         })
@@ -267,7 +285,7 @@ impl Module {
 
     /// `C_Encrypt`/`C_Decrypt`.
     pub fn cipher_once(&self, handle: CK_SESSION_HANDLE, encrypt: bool, input: &[u8], out: Output<'_>) -> Result<usize> {
-        self.with_operation(handle, |s| cipher_slot(s, encrypt), false, |slot| {
+        self.with_operation(handle, |s| cipher_slot(s, encrypt), Call::Once, |slot| {
             if let Some(len) = direct_len(slot, input, &out) {
                 return once_direct(slot, input, out, len);
             }
@@ -277,12 +295,12 @@ impl Module {
 
     /// `C_EncryptUpdate`/`C_DecryptUpdate`.
     pub fn cipher_update(&self, handle: CK_SESSION_HANDLE, encrypt: bool, input: &[u8], out: Output<'_>) -> Result<usize> {
-        self.with_operation(handle, |s| cipher_slot(s, encrypt), true, |slot| step(slot, out, false, |c| c.update(input)))
+        self.with_operation(handle, |s| cipher_slot(s, encrypt), Call::Update, |slot| step(slot, out, false, |c| c.update(input)))
     }
 
     /// `C_EncryptFinal`/`C_DecryptFinal`.
     pub fn cipher_final(&self, handle: CK_SESSION_HANDLE, encrypt: bool, out: Output<'_>) -> Result<usize> {
-        self.with_operation(handle, |s| cipher_slot(s, encrypt), false, |slot| step(slot, out, true, |c| c.finish()))
+        self.with_operation(handle, |s| cipher_slot(s, encrypt), Call::Final, |slot| step(slot, out, true, |c| c.finish()))
     }
 
     pub fn digest_init(&self, handle: CK_SESSION_HANDLE, mechanism: &Mechanism) -> Result<()> {
@@ -298,6 +316,7 @@ impl Module {
 
     pub fn digest_once(&self, handle: CK_SESSION_HANDLE, input: &[u8], out: Output<'_>) -> Result<usize> {
         self.with_session(handle, |session| {
+            check_single_part(&mut session.digest)?;
             step(&mut session.digest, out, true, |d| {
                 d.update(input);
                 Ok(Zeroizing::new(d.finish()))
@@ -308,6 +327,7 @@ impl Module {
     pub fn digest_update(&self, handle: CK_SESSION_HANDLE, input: &[u8]) -> Result<()> {
         self.with_session(handle, |session| {
             let pending = session.digest.as_mut().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
+            pending.multi_part = true;
             pending.op.update(input);
             Ok(())
         })
@@ -339,7 +359,9 @@ impl Module {
             let digestible = object.class() == CKO_SECRET_KEY && policy::is_readable(object, CKA_VALUE);
             match object.get(CKA_VALUE) {
                 Some(value) if digestible => {
-                    session.digest.as_mut().expect("checked above").op.update(value);
+                    let pending = session.digest.as_mut().expect("checked above");
+                    pending.multi_part = true;
+                    pending.op.update(value);
                     Ok(())
                 }
                 _ => {
@@ -384,14 +406,14 @@ impl Module {
     }
 
     pub fn sign_once(&self, handle: CK_SESSION_HANDLE, data: &[u8], out: Output<'_>) -> Result<usize> {
-        self.with_operation(handle, |s| &mut s.sign, false, |slot| {
+        self.with_operation(handle, |s| &mut s.sign, Call::Once, |slot| {
             step(slot, out, true, |s| Ok(Zeroizing::new(s.sign_once(data)?)))
         })
     }
 
     /// `C_SignUpdate` (`sign` true) or `C_VerifyUpdate`. A failure ends the operation.
     pub fn sign_update(&self, handle: CK_SESSION_HANDLE, sign: bool, data: &[u8]) -> Result<()> {
-        self.with_operation(handle, |s| signer_slot(s, sign), true, |slot| {
+        self.with_operation(handle, |s| signer_slot(s, sign), Call::Update, |slot| {
             let pending = slot.as_mut().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
             let result = pending.op.update(data);
             if result.is_err() {
@@ -402,7 +424,7 @@ impl Module {
     }
 
     pub fn sign_final(&self, handle: CK_SESSION_HANDLE, out: Output<'_>) -> Result<usize> {
-        self.with_operation(handle, |s| &mut s.sign, false, |slot| step(slot, out, true, |s| Ok(Zeroizing::new(s.sign()?))))
+        self.with_operation(handle, |s| &mut s.sign, Call::Final, |slot| step(slot, out, true, |s| Ok(Zeroizing::new(s.sign()?))))
     }
 
     /// `C_Verify` (with `data`) or `C_VerifyFinal` (without): always ends the operation.
@@ -410,6 +432,8 @@ impl Module {
         self.with_session(handle, |session| {
             let mut pending = session.verify.take().ok_or(rv(CKR_OPERATION_NOT_INITIALIZED))?;
             match data {
+                // C_Verify cannot end what C_VerifyUpdate began; the operation ends all the same.
+                Some(_) if pending.multi_part => Err(rv(CKR_OPERATION_NOT_INITIALIZED)),
                 Some(data) => pending.op.verify_once(data, signature),
                 None => pending.op.verify(signature),
             }
@@ -583,7 +607,10 @@ impl Module {
                 _ => e,
             })?;
             let target = &target.object;
-            if !matches!(target.class(), CKO_SECRET_KEY | CKO_PRIVATE_KEY) {
+            let zero_padded = mechanism::aes::wraps_zero_padded(mechanism.kind);
+            // AES-ECB and AES-CBC wrap secret keys only: a zero-padded PKCS#8 blob would not
+            // read back.
+            if !matches!(target.class(), CKO_SECRET_KEY | CKO_PRIVATE_KEY) || (zero_padded && target.class() != CKO_SECRET_KEY) {
                 return Err(rv(CKR_KEY_NOT_WRAPPABLE));
             }
             if !target.flag(CKA_EXTRACTABLE) {
@@ -597,6 +624,7 @@ impl Module {
             }
             // Secret keys wrap as their value, private keys as a PKCS#8 PrivateKeyInfo.
             let value = match target.class() {
+                CKO_SECRET_KEY if zero_padded => mechanism::aes::zero_padded(target.get(CKA_VALUE).unwrap_or_default()),
                 CKO_SECRET_KEY => Zeroizing::new(target.get(CKA_VALUE).unwrap_or_default().to_vec()),
                 _ => mechanism::private_key_to_pkcs8(target)?,
             };
@@ -629,12 +657,35 @@ impl Module {
                 _ => e,
             })?;
             let class = template.get_ulong(CKA_CLASS)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))?;
+            // AES-ECB and AES-CBC unwrap to the key's value zero-padded to whole blocks, cut
+            // to CKA_VALUE_LEN: without it the length is unknown (a 24-byte AES key and a
+            // 32-byte one wrap alike), and they unwrap secret keys only.
+            let cut_to = match (mechanism::aes::wraps_zero_padded(mechanism.kind), class) {
+                (false, _) => None,
+                (true, CKO_SECRET_KEY) => Some(template.get_ulong(CKA_VALUE_LEN)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))? as usize),
+                (true, _) => return Err(rv(CKR_TEMPLATE_INCONSISTENT)),
+            };
             let mut cipher = self.key_cipher(session, &unwrapping, mechanism, false)?;
-            let value = cipher.once(wrapped).map_err(unwrap_error)?;
+            let mut value = cipher.once(wrapped).map_err(unwrap_error)?;
+            if let Some(len) = cut_to {
+                if len > value.len() {
+                    // Too short for the key the template describes.
+                    return Err(rv(CKR_WRAPPED_KEY_LEN_RANGE));
+                }
+                value.truncate(len);
+            }
             let implied = match class {
                 CKO_SECRET_KEY => {
-                    if !template.contains(CKA_KEY_TYPE) {
-                        return Err(rv(CKR_TEMPLATE_INCOMPLETE));
+                    let key_type = template.get_ulong(CKA_KEY_TYPE)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))?;
+                    // A value no key of that type has (an AES key of 20 bytes) is "recognizably
+                    // not a wrapped key of the proper type": CKR_WRAPPED_KEY_INVALID. A length
+                    // the template named itself is the template's to answer for.
+                    let fits = match key_type {
+                        CKK_AES => matches!(value.len(), 16 | 24 | 32),
+                        _ => !value.is_empty(),
+                    };
+                    if cut_to.is_none() && !fits {
+                        return Err(rv(CKR_WRAPPED_KEY_INVALID));
                     }
                     AttributeTemplate::new().with(CKA_VALUE, value.to_vec())
                 }
@@ -677,6 +728,19 @@ fn signer_slot(session: &mut Session, sign: bool) -> &mut Option<Pending<Box<dyn
     } else {
         &mut session.verify
     }
+}
+
+/// A single-part call (`C_Encrypt`, `C_Digest`, `C_Sign`…) on an operation that an `…Update`
+/// call already fed: PKCS#11 says the single-part call "cannot be used to terminate a
+/// multi-part operation". As SoftHSM2 does for `C_Sign` and `C_Verify`, it is refused with
+/// `CKR_OPERATION_NOT_INITIALIZED` (there is no single-part operation to run) and the
+/// operation ends, as SoftHSM2 ends it and as any error but `CKR_BUFFER_TOO_SMALL` does.
+fn check_single_part<T>(slot: &mut Option<Pending<T>>) -> Result<()> {
+    if slot.as_ref().is_some_and(|p| p.multi_part) {
+        *slot = None;
+        return Err(rv(CKR_OPERATION_NOT_INITIALIZED));
+    }
+    Ok(())
 }
 
 /// A template without CKA_EC_PARAMS: generation and unwrapping report the curve in its

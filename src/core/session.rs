@@ -19,6 +19,9 @@ pub struct Pending<T> {
     pub output: Option<Secret>,
     /// The mechanism takes its input in one call only (`C_Sign`, not `C_SignUpdate`).
     pub single_part: bool,
+    /// Input came with an `…Update` call (or `C_DigestKey`): only the `…Final` call may end
+    /// the operation now, not a single-part one.
+    pub multi_part: bool,
     /// The key is CKA_ALWAYS_AUTHENTICATE: `C_Login(CKU_CONTEXT_SPECIFIC)` must come before
     /// the operation may produce anything.
     pub needs_context_login: bool,
@@ -26,7 +29,7 @@ pub struct Pending<T> {
 
 impl<T> Pending<T> {
     pub fn new(op: T) -> Self {
-        Self { op, output: None, single_part: false, needs_context_login: false }
+        Self { op, output: None, single_part: false, multi_part: false, needs_context_login: false }
     }
 }
 

@@ -90,6 +90,21 @@ pub fn check_value(key: &[u8]) -> Result<[u8; 3]> {
     Ok([block[0], block[1], block[2]])
 }
 
+/// Whether `kind` wraps a key as its value zero-padded to whole blocks: AES-ECB and AES-CBC,
+/// whose PKCS#11 3.0 descriptions have the value "padded on the trailing end with up to block
+/// size minus one null bytes". Their unwrapping gives the padded value, which the caller cuts to the
+/// key's length; the other AES mechanisms give back exactly what was wrapped.
+pub fn wraps_zero_padded(kind: CK_MECHANISM_TYPE) -> bool {
+    matches!(kind, CKM_AES_ECB | CKM_AES_CBC)
+}
+
+/// A key value zero-padded to whole AES blocks, for [`wraps_zero_padded`] mechanisms.
+pub fn zero_padded(value: &[u8]) -> Secret {
+    let mut out = secret(value.len().div_ceil(BLOCK) * BLOCK, 0);
+    out[..value.len()].copy_from_slice(value);
+    out
+}
+
 /// The mechanism with its parameter checked.
 enum Mode {
     Ecb,
@@ -176,8 +191,8 @@ where
             let mode = cbc::Decryptor::inner_iv_init(dec()?, &Array::from(iv));
             Box::new(Blocks::new(CbcDec(mode), false, pad))
         }
-        // CTR encrypts and decrypts alike.
-        (Mode::Ctr(p), _) => Box::new(Ctr::new(enc()?, &p)),
+        // CTR encrypts and decrypts alike (the direction only names the length error).
+        (Mode::Ctr(p), encrypt) => Box::new(Ctr::new(enc()?, &p, encrypt)),
         (Mode::Gcm { iv, aad, tag_len }, _) => {
             let e = || enc();
             match tag_len {
@@ -359,16 +374,20 @@ fn pkcs7_unpad(block: &[u8]) -> Option<usize> {
 struct Ctr<E: BlockCipherEncrypt<BlockSize = U16>> {
     ctr: ctr::Ctr128BE<E>,
     left: u128,
+    /// Input past the counter's end is data (`CKR_DATA_LEN_RANGE`) when encrypting and
+    /// ciphertext (`CKR_ENCRYPTED_DATA_LEN_RANGE`) when decrypting, as PKCS#11 names them.
+    too_long: CK_RV,
 }
 
 impl<E: BlockCipherEncrypt<BlockSize = U16>> Ctr<E> {
-    fn new(cipher: E, p: &AesCtrParams) -> Self {
+    fn new(cipher: E, p: &AesCtrParams, encrypt: bool) -> Self {
         let mask = if p.counter_bits >= 128 { u128::MAX } else { (1u128 << p.counter_bits) - 1 };
         let start = u128::from_be_bytes(p.counter_block) & mask;
         // Blocks from `start` up to and including the all-ones counter.
         let blocks = (mask - start).saturating_add(1);
         let core = ctr::CtrCore::inner_iv_init(cipher, &Array::from(p.counter_block));
-        Self { ctr: ctr::Ctr128BE::from_core(core), left: blocks.saturating_mul(BLOCK as u128) }
+        let too_long = if encrypt { CKR_DATA_LEN_RANGE } else { CKR_ENCRYPTED_DATA_LEN_RANGE };
+        Self { ctr: ctr::Ctr128BE::from_core(core), left: blocks.saturating_mul(BLOCK as u128), too_long }
     }
 }
 
@@ -376,10 +395,10 @@ impl<E: BlockCipherEncrypt<BlockSize = U16> + Send> Cipher for Ctr<E> {
     fn update(&mut self, input: &[u8]) -> Result<Secret> {
         let n = input.len() as u128;
         if n > self.left {
-            return Err(rv(CKR_DATA_LEN_RANGE));
+            return Err(rv(self.too_long));
         }
         let mut out = Zeroizing::new(input.to_vec());
-        self.ctr.try_apply_keystream(&mut out).map_err(|_| rv(CKR_DATA_LEN_RANGE))?;
+        self.ctr.try_apply_keystream(&mut out).map_err(|_| rv(self.too_long))?;
         self.left -= n;
         Ok(out)
     }
@@ -742,22 +761,26 @@ mod tests {
         let key = hex(KEY128);
         // The low 8 bits are 0xff: one block, then the counter would wrap.
         let m = mech(CKM_AES_CTR, ctr(8, &hex(CTR_BLOCK)));
-        assert_eq!(run(&m, &key, true, &[0; 16]).unwrap().len(), 16);
-        assert_eq!(err(run(&m, &key, true, &[0; 17])), CKR_DATA_LEN_RANGE);
-        // Byte-wise streaming up to the limit, then one byte too many.
-        let mut c = cipher(&m, &key, true).unwrap();
-        for _ in 0..16 {
-            assert_eq!(c.update(&[0]).unwrap().len(), 1);
+        // The same limit both ways; past it, the input is data when encrypting and
+        // ciphertext when decrypting.
+        for (encrypt, too_long) in [(true, CKR_DATA_LEN_RANGE), (false, CKR_ENCRYPTED_DATA_LEN_RANGE)] {
+            assert_eq!(run(&m, &key, encrypt, &[0; 16]).unwrap().len(), 16);
+            assert_eq!(err(run(&m, &key, encrypt, &[0; 17])), too_long);
+            // Byte-wise streaming up to the limit, then one byte too many.
+            let mut c = cipher(&m, &key, encrypt).unwrap();
+            for _ in 0..16 {
+                assert_eq!(c.update(&[0]).unwrap().len(), 1);
+            }
+            assert_eq!(err(c.update(&[0])), too_long);
+            // A 1-bit counter starting at 0 allows two blocks.
+            let m = mech(CKM_AES_CTR, ctr(1, &[0; 16]));
+            assert_eq!(run(&m, &key, encrypt, &[0; 32]).unwrap().len(), 32);
+            assert_eq!(err(run(&m, &key, encrypt, &[0; 33])), too_long);
+            // A full 128-bit counter at all-ones: one block only.
+            let m = mech(CKM_AES_CTR, ctr(128, &[0xff; 16]));
+            assert_eq!(run(&m, &key, encrypt, &[0; 16]).unwrap().len(), 16);
+            assert_eq!(err(run(&m, &key, encrypt, &[0; 17])), too_long);
         }
-        assert_eq!(err(c.update(&[0])), CKR_DATA_LEN_RANGE);
-        // A 1-bit counter starting at 0 allows two blocks.
-        let m = mech(CKM_AES_CTR, ctr(1, &[0; 16]));
-        assert_eq!(run(&m, &key, true, &[0; 32]).unwrap().len(), 32);
-        assert_eq!(err(run(&m, &key, true, &[0; 33])), CKR_DATA_LEN_RANGE);
-        // A full 128-bit counter at all-ones: one block only.
-        let m = mech(CKM_AES_CTR, ctr(128, &[0xff; 16]));
-        assert_eq!(run(&m, &key, true, &[0; 16]).unwrap().len(), 16);
-        assert_eq!(err(run(&m, &key, true, &[0; 17])), CKR_DATA_LEN_RANGE);
         // The counter occupies only its bits: the bits above them never change, so with a
         // 32-bit counter the second block's counter is ...00000001, not a carry into bit 32.
         let mut block = [0xaa; 16];
@@ -893,6 +916,21 @@ mod tests {
         for key in [hex(KEY128), vec![7; 24], hex(KEY256)] {
             let ct = run(&mech(CKM_AES_ECB, MechanismParam::None), &key, true, &[0; 16]).unwrap();
             assert_eq!(check_value(&key).unwrap(), ct[..3]);
+        }
+    }
+
+    #[test]
+    fn zero_padding_for_ecb_and_cbc_wrap() {
+        for (len, padded) in [(0, 0), (1, 16), (15, 16), (16, 16), (20, 32), (24, 32), (32, 32), (33, 48)] {
+            let value: Vec<u8> = (1..=len as u8).collect();
+            let out = zero_padded(&value);
+            assert_eq!(out.len(), padded, "{len} bytes");
+            assert_eq!(out[..len], value[..]);
+            assert!(out[len..].iter().all(|&b| b == 0), "{len} bytes: padding is zeros");
+        }
+        let kinds = [CKM_AES_ECB, CKM_AES_CBC];
+        for kind in [CKM_AES_ECB, CKM_AES_CBC, CKM_AES_CBC_PAD, CKM_AES_GCM, CKM_AES_CTR, CKM_AES_KEY_WRAP, CKM_AES_KEY_WRAP_PAD, CKM_AES_KEY_WRAP_KWP] {
+            assert_eq!(wraps_zero_padded(kind), kinds.contains(&kind), "0x{kind:x}");
         }
     }
 

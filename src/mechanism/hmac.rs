@@ -6,7 +6,13 @@ use hmac::{KeyInit, Mac};
 use super::{Mechanism, Signer};
 use crate::error::{rv, Result};
 
-/// Starts an HMAC with a secret key's value. The mechanisms take no parameter.
+/// The longest HMAC key, in bytes; also the longest generic secret key keyfront makes. HMAC
+/// hashes a key longer than its block (64 or 128 bytes) first, so a longer one adds nothing;
+/// the bound keeps what `C_GetMechanismInfo` reports true.
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// Starts an HMAC with a secret key's value. The mechanisms take no parameter. Keys of
+/// 1 to [`MAX_KEY_LEN`] bytes, as `C_GetMechanismInfo` reports.
 pub fn signer(mechanism: &Mechanism, key: &[u8]) -> Result<Box<dyn Signer>> {
     let make: fn(&[u8]) -> Box<dyn Signer> = match mechanism.kind {
         CKM_SHA256_HMAC => new::<sha2::Sha256>,
@@ -15,7 +21,7 @@ pub fn signer(mechanism: &Mechanism, key: &[u8]) -> Result<Box<dyn Signer>> {
         _ => return Err(rv(CKR_MECHANISM_INVALID)),
     };
     mechanism.no_param()?;
-    if key.is_empty() {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(rv(CKR_KEY_SIZE_RANGE));
     }
     Ok(make(key))
@@ -154,6 +160,12 @@ mod tests {
     fn init_errors() {
         let e = signer(&mech(CKM_SHA256_HMAC), b"").err().unwrap();
         assert_eq!(e.rv(), CKR_KEY_SIZE_RANGE);
+        for kind in [CKM_SHA256_HMAC, CKM_SHA384_HMAC, CKM_SHA512_HMAC] {
+            let e = signer(&mech(kind), &[7; MAX_KEY_LEN + 1]).err().unwrap();
+            assert_eq!(e.rv(), CKR_KEY_SIZE_RANGE, "0x{kind:x}");
+            assert!(signer(&mech(kind), &[7; MAX_KEY_LEN]).is_ok());
+            assert!(signer(&mech(kind), &[7]).is_ok());
+        }
         let e = signer(&Mechanism::new(CKM_SHA256_HMAC, MechanismParam::Bytes(vec![0; 4])), b"k").err().unwrap();
         assert_eq!(e.rv(), CKR_MECHANISM_PARAM_INVALID);
         let e = signer(&mech(CKM_SHA_1_HMAC), b"k").err().unwrap();

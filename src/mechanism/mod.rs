@@ -205,6 +205,9 @@ const EC_CAPS: CK_FLAGS = CKF_EC_F_P | CKF_EC_OID | CKF_EC_UNCOMPRESS;
 const EDWARDS_CAPS: CK_FLAGS = CKF_EC_F_P | CKF_EC_OID | CKF_EC_CURVENAME;
 const RSA_MIN: CK_ULONG = keys::RSA_MIN_BITS as CK_ULONG;
 const RSA_MAX: CK_ULONG = keys::RSA_MAX_BITS as CK_ULONG;
+/// The longest generic secret (HMAC) key, in bytes: what the HMAC mechanisms take and what
+/// `CKM_GENERIC_SECRET_KEY_GEN` makes.
+const HMAC_MAX: CK_ULONG = hmac::MAX_KEY_LEN as CK_ULONG;
 
 const fn m(
     kind: CK_MECHANISM_TYPE,
@@ -216,9 +219,11 @@ const fn m(
     MechanismEntry { kind, min_key, max_key, flags, key_types }
 }
 
-/// Every mechanism keyfront offers. AES sizes are in bytes, generic secret sizes in bits,
-/// HMAC key sizes in bytes, as PKCS#11 3.0 §6 says for each; RSA sizes are modulus bits, EC
-/// and EdDSA sizes the bits of the curve's field (256 for P-256, 255 for edwards25519).
+/// Every mechanism keyfront offers. AES sizes are in bytes and `CKM_GENERIC_SECRET_KEY_GEN`
+/// sizes in bits, as PKCS#11 3.0 says for each; for HMAC it names no unit, and sizes are in
+/// bytes as SoftHSM2 reports them (and as the HMAC keys' `CKA_VALUE_LEN` counts). RSA sizes
+/// are modulus bits, EC and EdDSA sizes the bits of the curve's field (256 for P-256, 255
+/// for edwards25519).
 pub static MECHANISMS: &[MechanismEntry] = &[
     m(CKM_AES_KEY_GEN, 16, 32, CKF_GENERATE, AES),
     m(CKM_AES_ECB, 16, 32, ENC | WRAP, AES),
@@ -229,14 +234,14 @@ pub static MECHANISMS: &[MechanismEntry] = &[
     m(CKM_AES_KEY_WRAP, 16, 32, ENC | WRAP, AES),
     m(CKM_AES_KEY_WRAP_PAD, 16, 32, ENC | WRAP, AES),
     m(CKM_AES_KEY_WRAP_KWP, 16, 32, ENC | WRAP, AES),
-    m(CKM_GENERIC_SECRET_KEY_GEN, 8, 8 * 1024 * 8, CKF_GENERATE, &[CKK_GENERIC_SECRET]),
+    m(CKM_GENERIC_SECRET_KEY_GEN, 8, HMAC_MAX * 8, CKF_GENERATE, &[CKK_GENERIC_SECRET]),
     m(CKM_SHA_1, 0, 0, CKF_DIGEST, &[]),
     m(CKM_SHA256, 0, 0, CKF_DIGEST, &[]),
     m(CKM_SHA384, 0, 0, CKF_DIGEST, &[]),
     m(CKM_SHA512, 0, 0, CKF_DIGEST, &[]),
-    m(CKM_SHA256_HMAC, 1, 1024, CKF_SIGN | CKF_VERIFY, HMAC_KEYS256),
-    m(CKM_SHA384_HMAC, 1, 1024, CKF_SIGN | CKF_VERIFY, HMAC_KEYS384),
-    m(CKM_SHA512_HMAC, 1, 1024, CKF_SIGN | CKF_VERIFY, HMAC_KEYS512),
+    m(CKM_SHA256_HMAC, 1, HMAC_MAX, SIGN, HMAC_KEYS256),
+    m(CKM_SHA384_HMAC, 1, HMAC_MAX, SIGN, HMAC_KEYS384),
+    m(CKM_SHA512_HMAC, 1, HMAC_MAX, SIGN, HMAC_KEYS512),
     m(CKM_RSA_PKCS_KEY_PAIR_GEN, 2048, 4096, CKF_GENERATE_KEY_PAIR, RSA),
     m(CKM_RSA_PKCS, RSA_MIN, RSA_MAX, ENC | SIGN | WRAP, RSA),
     m(CKM_RSA_X_509, RSA_MIN, RSA_MAX, ENC | SIGN, RSA),
@@ -377,9 +382,22 @@ pub fn asym_output_len(key: &Object) -> Result<usize> {
 }
 
 /// Mechanisms PKCS#11 allows only as single-part operations (`C_Sign`, `C_Encrypt`…, not
-/// the `…Update` forms). `CKM_EDDSA` and the hashing signatures are multi-part.
+/// the `…Update` forms). `CKM_EDDSA` and the hashing signatures are multi-part. The AES key
+/// wraps are single-part too: "The mechanisms support only single-part operations, single
+/// part wrapping and unwrapping, and single-part encryption and decryption" (PKCS#11 3.0,
+/// AES Key Wrap).
 pub fn is_single_part_only(kind: CK_MECHANISM_TYPE) -> bool {
-    matches!(kind, CKM_RSA_PKCS | CKM_RSA_X_509 | CKM_RSA_PKCS_OAEP | CKM_RSA_PKCS_PSS | CKM_ECDSA)
+    matches!(
+        kind,
+        CKM_RSA_PKCS
+            | CKM_RSA_X_509
+            | CKM_RSA_PKCS_OAEP
+            | CKM_RSA_PKCS_PSS
+            | CKM_ECDSA
+            | CKM_AES_KEY_WRAP
+            | CKM_AES_KEY_WRAP_PAD
+            | CKM_AES_KEY_WRAP_KWP
+    )
 }
 
 #[cfg(test)]
@@ -408,6 +426,13 @@ mod asym_tests {
         }
         assert_eq!((entry(CKM_EDDSA).unwrap().min_key, entry(CKM_EDDSA).unwrap().max_key), (255, 255));
         assert_eq!(entry(CKM_ECDSA).unwrap().min_key, 256);
+        // One longest generic secret key: HMAC takes in bytes what key generation makes in bits.
+        let gen = entry(CKM_GENERIC_SECRET_KEY_GEN).unwrap();
+        assert_eq!((gen.min_key, gen.max_key), (8, 8 * hmac::MAX_KEY_LEN as CK_ULONG));
+        for kind in [CKM_SHA256_HMAC, CKM_SHA384_HMAC, CKM_SHA512_HMAC] {
+            let e = entry(kind).unwrap();
+            assert_eq!((e.min_key, e.max_key), (1, hmac::MAX_KEY_LEN as CK_ULONG), "0x{kind:x}");
+        }
     }
 
     #[test]
@@ -431,5 +456,11 @@ mod asym_tests {
         assert_eq!(asym_output_len(&rsa).unwrap(), 256);
         assert_eq!(asym_output_len(&public_of(&ec)).unwrap(), 64);
         assert!(is_single_part_only(CKM_RSA_PKCS) && !is_single_part_only(CKM_EDDSA));
+        for kind in [CKM_AES_KEY_WRAP, CKM_AES_KEY_WRAP_PAD, CKM_AES_KEY_WRAP_KWP] {
+            assert!(is_single_part_only(kind), "0x{kind:x}");
+        }
+        for kind in [CKM_AES_ECB, CKM_AES_CBC, CKM_AES_CBC_PAD, CKM_AES_CTR, CKM_AES_GCM, CKM_SHA256_HMAC, CKM_SHA256] {
+            assert!(!is_single_part_only(kind), "0x{kind:x}");
+        }
     }
 }

@@ -952,3 +952,42 @@ pub fn integrity_check(db: &Path) -> String {
         .unwrap_or_else(|e| panic!("integrity_check on {}: {e}", db.display()));
     rows.join("\n")
 }
+
+// ---------------------------------------------------------------------------------------------
+// One direction of a cipher, raw
+
+/// The encrypt (`Cipher(true)`) or decrypt (`Cipher(false)`) calls, with the code each
+/// returns and the length it reports: for tests that check each step of an operation.
+#[derive(Clone, Copy)]
+pub struct Cipher(pub bool);
+
+impl Cipher {
+    pub fn init(self, s: CK_SESSION_HANDLE, m: &Mech, k: CK_OBJECT_HANDLE) -> R<()> {
+        if self.0 { encrypt_init(s, m, k) } else { decrypt_init(s, m, k) }
+    }
+    /// `C_EncryptUpdate`/`C_DecryptUpdate`; `out: None` asks for the length only.
+    pub fn update(self, s: CK_SESSION_HANDLE, input: &[u8], out: Option<&mut [u8]>) -> (CK_RV, usize) {
+        let f = if self.0 { funcs().C_EncryptUpdate } else { funcs().C_DecryptUpdate }.unwrap();
+        let (p, mut l) = out_buf(out);
+        (unsafe { f(s, input.as_ptr() as *mut u8, input.len() as CK_ULONG, p, &mut l) }, l as usize)
+    }
+    /// `C_Encrypt`/`C_Decrypt`.
+    pub fn once(self, s: CK_SESSION_HANDLE, input: &[u8], out: Option<&mut [u8]>) -> (CK_RV, usize) {
+        let f = if self.0 { funcs().C_Encrypt } else { funcs().C_Decrypt }.unwrap();
+        let (p, mut l) = out_buf(out);
+        (unsafe { f(s, input.as_ptr() as *mut u8, input.len() as CK_ULONG, p, &mut l) }, l as usize)
+    }
+    /// `C_EncryptFinal`/`C_DecryptFinal`.
+    pub fn fin(self, s: CK_SESSION_HANDLE, out: Option<&mut [u8]>) -> (CK_RV, usize) {
+        let f = if self.0 { funcs().C_EncryptFinal } else { funcs().C_DecryptFinal }.unwrap();
+        let (p, mut l) = out_buf(out);
+        (unsafe { f(s, p, &mut l) }, l as usize)
+    }
+}
+
+fn out_buf(out: Option<&mut [u8]>) -> (*mut u8, CK_ULONG) {
+    match out {
+        Some(b) => (b.as_mut_ptr(), b.len() as CK_ULONG),
+        None => (ptr::null_mut(), 0),
+    }
+}
