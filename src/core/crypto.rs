@@ -346,6 +346,9 @@ impl Module {
             }
             let found = self.find_object(session, key, true).map_err(|e| match e.rv() {
                 CKR_OBJECT_HANDLE_INVALID => rv(CKR_KEY_HANDLE_INVALID),
+                // A public token key's sealed value, while this process holds no token key:
+                // not a code C_DigestKey may return; the value cannot be digested.
+                CKR_USER_NOT_LOGGED_IN => rv(CKR_KEY_INDIGESTIBLE),
                 _ => e,
             });
             let found = match found {

@@ -205,7 +205,10 @@ impl RemoteOp {
             return Err(rv(CKR_OPERATION_NOT_INITIALIZED));
         }
         if self.started {
-            return Err(rv(CKR_OPERATION_ACTIVE));
+            // A single-part call cannot finish a multi-part operation; the core refuses it
+            // first, with the same code, and ends the operation.
+            self.active = false;
+            return Err(rv(CKR_OPERATION_NOT_INITIALIZED));
         }
         self.active = false;
         let link = self.link.clone();
