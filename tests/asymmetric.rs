@@ -979,7 +979,7 @@ fn pkcs1v15_implicit_rejection() {
     };
     let secret = |key_type| vec![au(CKA_CLASS, CKO_SECRET_KEY), au(CKA_KEY_TYPE, key_type), ab(CKA_TOKEN, false)];
     let aes_17 = unwrap_code(&encrypt(s, &pkcs1, f.public, &[7; 17]).unwrap(), &secret(CKK_AES));
-    assert_eq!(aes_17, CKR_ATTRIBUTE_VALUE_INVALID, "a 17-byte AES key");
+    assert_eq!(aes_17, CKR_WRAPPED_KEY_INVALID, "a 17-byte AES key");
     let generic_empty = unwrap_code(&encrypt(s, &pkcs1, f.public, b"").unwrap(), &secret(CKK_GENERIC_SECRET));
     assert_ne!(generic_empty, CKR_OK, "an empty generic secret");
     let mut generic_ok = 0;
