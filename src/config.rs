@@ -281,7 +281,9 @@ pub fn load_file(path: &Path) -> Result<Vec<SlotConfig>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("{}: cannot read: {e}", path.display())))?;
     let mut slots = parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-    if let Some(dir) = path.parent() {
+    // Absolute before rebasing: `KEYFRONT_CONFIG=keyfront.toml` has an empty folder, and the
+    // files are opened later, perhaps after the host changed its working directory.
+    if let Some(dir) = absolute(path.to_path_buf()).parent() {
         for slot in &mut slots {
             slot.kind.rebase(dir);
         }
@@ -432,8 +434,15 @@ fn mechanism_by_name(name: &str) -> Option<CK_MECHANISM_TYPE> {
 }
 
 /// `$KEYFRONT_DATA_DIR`, else `$XDG_DATA_HOME/keyfront`, else `~/.local/share/keyfront`.
+/// Made absolute here, once: the token file is opened later, on first use, and a host may
+/// have changed its working directory by then (daemons do).
 pub fn data_dir() -> Result<PathBuf> {
-    data_dir_from(|name| std::env::var_os(name))
+    data_dir_from(|name| std::env::var_os(name)).map(absolute)
+}
+
+/// `path` from the current working directory, now (unchanged if that cannot be read).
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 /// `data_dir` with the environment given by `var`.
@@ -569,6 +578,19 @@ mod tests {
         let SlotKind::VaultTransit(v) = &slots[4].kind else { panic!("not vault") };
         assert_eq!(v.token_file.as_deref(), Some(d.join("token").as_path()));
         assert_eq!(v.cloud.ca_file.as_deref(), Some(d.join("ca.pem").as_path()));
+    }
+
+    #[test]
+    fn a_relative_configuration_path_still_gives_absolute_paths() {
+        // A folder under the working directory (the crate's root under cargo test), named
+        // relative to it: no chdir, which would move every other test too.
+        std::fs::create_dir_all("target").unwrap();
+        let dir = tempfile::tempdir_in("target").unwrap();
+        let relative_dir = Path::new("target").join(dir.path().file_name().unwrap());
+        std::fs::write(relative_dir.join("k.toml"), "[[slot]]\nkind = \"soft\"\npath = \"a.db\"\n").unwrap();
+        let slots = load_file(&relative_dir.join("k.toml")).unwrap();
+        let want = std::env::current_dir().unwrap().join(&relative_dir).join("a.db");
+        assert!(matches!(&slots[0].kind, SlotKind::Soft { path, .. } if *path == want), "{:?}", slots[0].kind);
     }
 
     #[test]
