@@ -661,11 +661,12 @@ impl Module {
             })?;
             let class = template.get_ulong(CKA_CLASS)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))?;
             // AES-ECB and AES-CBC unwrap to the key's value zero-padded to whole blocks, cut
-            // to CKA_VALUE_LEN: without it the length is unknown (a 24-byte AES key and a
-            // 32-byte one wrap alike), and they unwrap secret keys only.
+            // to the template's CKA_VALUE_LEN "if it has one" (PKCS#11 3.0): without it the
+            // whole decrypted value is the key (a 24-byte AES key then comes back as 32
+            // bytes: the padding does not tell). They unwrap secret keys only.
             let cut_to = match (mechanism::aes::wraps_zero_padded(mechanism.kind), class) {
                 (false, _) => None,
-                (true, CKO_SECRET_KEY) => Some(template.get_ulong(CKA_VALUE_LEN)?.ok_or(rv(CKR_TEMPLATE_INCOMPLETE))? as usize),
+                (true, CKO_SECRET_KEY) => template.get_ulong(CKA_VALUE_LEN)?.map(|len| len as usize),
                 (true, _) => return Err(rv(CKR_TEMPLATE_INCONSISTENT)),
             };
             let mut cipher = self.key_cipher(session, &unwrapping, mechanism, false)?;
