@@ -53,7 +53,9 @@ impl SlotPolicy {
             // Raw RSA hands back the whole decrypted block, padding included: an application
             // that checks PKCS#1 v1.5 padding itself rebuilds the oracle, so the switch covers
             // the raw private-key operation (decrypt, unwrap and its signing twin) too.
-            CKM_RSA_PKCS if !self.rsa_pkcs1v15_decrypt => CKF_DECRYPT | CKF_UNWRAP,
+            // A vendor behind a forwarding slot may offer PKCS#1 v1.5 decryption under
+            // other names too (ISO 9796 and TPM 1.1 wrapping decrypt with the same padding).
+            CKM_RSA_PKCS | CKM_RSA_9796 | CKM_RSA_PKCS_TPM_1_1 if !self.rsa_pkcs1v15_decrypt => CKF_DECRYPT | CKF_UNWRAP,
             CKM_RSA_X_509 if !self.rsa_pkcs1v15_decrypt => CKF_DECRYPT | CKF_UNWRAP | CKF_SIGN,
             _ => 0,
         }
@@ -189,6 +191,27 @@ impl Slot {
             self.backend.logout();
             self.set_login(LoginState::Public);
             after();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkcs1v15_switch_refuses_every_decrypting_rsa_mechanism_but_oaep() {
+        let strict = SlotPolicy { rsa_pkcs1v15_decrypt: false };
+        for kind in [CKM_RSA_PKCS, CKM_RSA_9796, CKM_RSA_PKCS_TPM_1_1] {
+            assert_eq!(strict.refused_flags(kind), CKF_DECRYPT | CKF_UNWRAP, "0x{kind:x}");
+        }
+        assert_eq!(strict.refused_flags(CKM_RSA_X_509), CKF_DECRYPT | CKF_UNWRAP | CKF_SIGN);
+        for kind in [CKM_RSA_PKCS_OAEP, CKM_RSA_PKCS_PSS, CKM_SHA256_RSA_PKCS, CKM_AES_GCM] {
+            assert_eq!(strict.refused_flags(kind), 0, "0x{kind:x}");
+        }
+        let default = SlotPolicy::default();
+        for kind in [CKM_RSA_PKCS, CKM_RSA_9796, CKM_RSA_PKCS_TPM_1_1, CKM_RSA_X_509] {
+            assert_eq!(default.refused_flags(kind), 0, "0x{kind:x}");
         }
     }
 }
