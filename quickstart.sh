@@ -12,12 +12,20 @@ command -v pkcs11-tool >/dev/null || pkgs+=(opensc)
 command -v cc >/dev/null || pkgs+=(gcc libc6-dev)
 if [ ${#pkgs[@]} -gt 0 ]; then
 	sudo=
-	[ "$(id -u)" = 0 ] || sudo=sudo
+	if [ "$(id -u)" != 0 ]; then
+		command -v sudo >/dev/null || { echo "quickstart.sh: run as root, or install sudo, to install ${pkgs[*]}" >&2; exit 2; }
+		sudo=sudo
+	fi
 	echo "quickstart.sh: installing ${pkgs[*]}"
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
-command -v cargo >/dev/null || { echo "quickstart.sh: cargo not found; install Rust (rustup) first" >&2; exit 2; }
+# Cargo.toml's rust-version; Debian's own rustc (1.63) is too old.
+rustc_version=$(rustc --version 2>/dev/null | awk '{print $2}')
+if ! command -v cargo >/dev/null || [ "$(printf '%s\n' 1.95.0 "$rustc_version" | sort -V | head -n1)" != 1.95.0 ]; then
+	echo "quickstart.sh: needs Rust 1.95 or newer (found: ${rustc_version:-none}); install it with rustup" >&2
+	exit 2
+fi
 
 cargo build --release --locked
 MODULE=$PWD/target/release/libkeyfront.so
