@@ -225,6 +225,18 @@ impl ObjectTable {
             .collect()
     }
 
+    /// The slot's handles to objects a remote backend keeps.
+    fn remote_entries(&self, slot_id: CK_SLOT_ID) -> Vec<(CK_OBJECT_HANDLE, ObjectId)> {
+        let entries = self.entries.read();
+        let on_slot = entries.iter().filter(|(_, e)| e.slot_id == slot_id);
+        on_slot
+            .filter_map(|(h, e)| match &e.location {
+                Location::Remote { id, .. } => Some((*h, *id)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Destroys the private session objects made on a slot (those in this process's memory;
     /// a remote token destroys its own at its logout).
     fn drop_private_session_objects(&self, slot_id: CK_SLOT_ID) {
@@ -357,8 +369,7 @@ impl Module {
     /// Runs while the slot's login state cannot change.
     pub(super) fn forget_private_objects(&self, slot: &Slot) {
         if slot.backend.is_remote() {
-            // The forwarded token invalidates its own handles and destroys its own private
-            // session objects at its C_Logout; keyfront's handles to them then fail there.
+            self.forget_remote_private_objects(slot);
             return;
         }
         self.objects.drop_private_session_objects(slot.id);
@@ -389,6 +400,20 @@ impl Module {
             .collect();
         self.objects.forget_all(&doomed);
         self.objects.clear_cache(slot.id);
+    }
+
+    /// A forwarded token invalidated its own handles to private objects and destroyed its
+    /// private session objects at its C_Logout; keyfront's handles to them go too, or a vendor
+    /// that reuses handle numbers would let one reach another object later. Asked after the
+    /// vendor's logout: an object it no longer shows, or shows as private, is forgotten.
+    fn forget_remote_private_objects(&self, slot: &Slot) {
+        let public = |id: ObjectId| match slot.backend.remote_get_attributes(CK_INVALID_HANDLE, id, &[CKA_PRIVATE]) {
+            Ok(read) => matches!(read.as_slice(), [AttrRead::Value(v)] if v.as_slice() == [CK_FALSE]),
+            Err(_) => false,
+        };
+        let doomed: Vec<CK_OBJECT_HANDLE> =
+            self.objects.remote_entries(slot.id).into_iter().filter(|&(_, id)| !public(id)).map(|(handle, _)| handle).collect();
+        self.objects.forget_all(&doomed);
     }
 
     /// After a backend answered `e`: `CKR_USER_NOT_LOGGED_IN` while this process is logged
