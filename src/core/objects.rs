@@ -366,12 +366,19 @@ impl Module {
     /// What a logout does to objects (PKCS#11 3.0 §5.6, C_Logout): the private session
     /// objects are destroyed, and the handles of private token objects become invalid for
     /// good (a new login finds the objects under new handles). Public objects keep theirs.
-    /// Runs while the slot's login state cannot change.
+    /// Runs while the slot's login state cannot change. The token objects read under the
+    /// login are dropped from the cache too.
     pub(super) fn forget_private_objects(&self, slot: &Slot) {
         if slot.backend.is_remote() {
             self.forget_remote_private_objects(slot);
-            return;
+        } else {
+            self.forget_local_private_objects(slot);
         }
+        // After the local pass: it reads which objects are private from the cache.
+        self.objects.clear_cache(slot.id);
+    }
+
+    fn forget_local_private_objects(&self, slot: &Slot) {
         self.objects.drop_private_session_objects(slot.id);
         // The handles are listed before the token is asked which objects are public: every
         // listed object existed before the question, so a public one is in the answer.
@@ -399,7 +406,6 @@ impl Module {
             .map(|(handle, _, _)| handle)
             .collect();
         self.objects.forget_all(&doomed);
-        self.objects.clear_cache(slot.id);
     }
 
     /// A forwarded token invalidated its own handles to private objects and destroyed its

@@ -80,7 +80,6 @@ impl Module {
         // would all read every shard of it.
         if slot.session_closed() {
             slot.logout_all_then(|| self.forget_private_objects(slot));
-            self.objects.clear_cache(slot_id);
         }
         Ok(())
     }
@@ -96,7 +95,6 @@ impl Module {
             }
         }
         slot.logout_all_then(|| self.forget_private_objects(slot));
-        self.objects.clear_cache(slot_id);
         Ok(())
     }
 
@@ -160,7 +158,6 @@ impl Module {
     pub fn logout(&self, handle: CK_SESSION_HANDLE) -> Result<()> {
         let (slot, _) = self.session_slot(handle)?;
         slot.logout(|| self.forget_private_objects(slot))?;
-        self.objects.clear_cache(slot.id);
         Ok(())
     }
 
