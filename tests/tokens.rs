@@ -306,15 +306,18 @@ fn session_open_close_rules() {
     expect_rv(close_all(99_999), CKR_SLOT_ID_INVALID);
 }
 
+/// `n` logins as `user` with wrong PINs, each refused with CKR_PIN_INCORRECT.
+fn fail_logins(s: CK_SESSION_HANDLE, user: CK_USER_TYPE, n: usize) {
+    for i in 0..n {
+        expect_rv(login(s, user, format!("wrong-{user}-{i}").as_bytes()), CKR_PIN_INCORRECT);
+    }
+}
+
 #[test]
 fn lockout_counter_and_flags() {
     let slot = fx().token();
     let s = open(slot, true).unwrap();
-    let wrong = |n: usize| {
-        for i in 0..n {
-            expect_rv(login(s, CKU_USER, format!("wrong-{i}").as_bytes()), CKR_PIN_INCORRECT);
-        }
-    };
+    let wrong = |n: usize| fail_logins(s, CKU_USER, n);
     assert_eq!(pin_flags(slot), (false, false, false));
     wrong(1);
     assert_eq!(pin_flags(slot), (true, false, false), "one failure: COUNT_LOW only");
@@ -373,11 +376,7 @@ fn so_pin_flags(slot: CK_SLOT_ID) -> (bool, bool, bool) {
 fn so_lockout_counter_and_flags() {
     let slot = fx().token();
     let s = open(slot, true).unwrap();
-    let wrong = |n: usize| {
-        for i in 0..n {
-            expect_rv(login(s, CKU_SO, format!("wrong-so-{i}").as_bytes()), CKR_PIN_INCORRECT);
-        }
-    };
+    let wrong = |n: usize| fail_logins(s, CKU_SO, n);
     assert_eq!(so_pin_flags(slot), (false, false, false));
     wrong(1);
     assert_eq!(so_pin_flags(slot), (true, false, false), "one failure: COUNT_LOW only");
@@ -386,9 +385,7 @@ fn so_lockout_counter_and_flags() {
     logout(s).unwrap();
     assert_eq!(so_pin_flags(slot), (false, false, false), "successful login resets the counter");
     // Failures of the user PIN are not the SO's.
-    for i in 0..3 {
-        expect_rv(login(s, CKU_USER, format!("wrong-user-{i}").as_bytes()), CKR_PIN_INCORRECT);
-    }
+    fail_logins(s, CKU_USER, 3);
     assert_eq!(so_pin_flags(slot), (false, false, false));
     login(s, CKU_USER, USER_PIN).unwrap();
     logout(s).unwrap();
